@@ -1,0 +1,113 @@
+"""Every shim for detectron2 version differences, in one place.
+
+detectron2 v0.6 (the offline fallback, see tools/install_detectron2.sh) predates Pillow 10,
+setuptools 81 and runs without its compiled ``_C``. Each shim below is gated on what is
+actually installed, so on an official source build with current libraries it does nothing.
+``apply()`` runs when ``fetalheart`` is imported, before anything imports detectron2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+#: Names of the shims that ``apply()`` installed in this process (for collect_env and tests).
+APPLIED: list[str] = []
+
+
+def _detectron2_has_compiled_ops() -> bool:
+    """True when ``detectron2._C`` exists as a real extension module."""
+    try:
+        spec = importlib.util.find_spec("detectron2._C")
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin not in (None, "built-in", "fetalheart-placeholder")
+
+
+def _shim_pillow_linear() -> bool:
+    # detectron2/data/transforms/transform.py uses Image.LINEAR as a default argument at import
+    # time; Pillow 10 removed that alias of Image.BILINEAR.
+    from PIL import Image
+
+    if hasattr(Image, "LINEAR"):
+        return False
+    Image.LINEAR = Image.BILINEAR
+    return True
+
+
+def _shim_missing_c_extension() -> bool:
+    # detectron2/layers/deform_conv.py does `from detectron2 import _C` at import time. Without the
+    # compiled ops, an empty placeholder lets it import; Mask R-CNN R50-FPN never calls into it
+    # (RoIAlign and NMS come from torchvision). Deformable conv would fail loudly if used.
+    if importlib.util.find_spec("detectron2") is None or _detectron2_has_compiled_ops():
+        return False
+    if "detectron2._C" in sys.modules:
+        return False
+    placeholder = types.ModuleType("detectron2._C")
+    placeholder.__file__ = "fetalheart-placeholder"
+    placeholder.__doc__ = "Placeholder installed by fetalheart._compat: detectron2 ops not compiled."
+    sys.modules["detectron2._C"] = placeholder
+    return True
+
+
+def _shim_pkg_resources() -> bool:
+    # detectron2/model_zoo/model_zoo.py imports pkg_resources (only to call resource_filename),
+    # which setuptools >= 81 no longer ships. A minimal stand-in resolves package data paths.
+    if "pkg_resources" in sys.modules or importlib.util.find_spec("pkg_resources") is not None:
+        return False
+    module = types.ModuleType("pkg_resources")
+
+    def resource_filename(package: str, resource: str) -> str:
+        import os
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(package)
+        return os.path.join(os.path.dirname(spec.origin), resource)
+
+    module.resource_filename = resource_filename  # type: ignore[attr-defined]
+    module.__doc__ = "Minimal pkg_resources stand-in from fetalheart._compat."
+    sys.modules["pkg_resources"] = module
+    return True
+
+
+def _shim_numpy_bool() -> bool:
+    # detectron2/structures/masks.py uses np.bool for empty polygon lists: removed in numpy 1.24,
+    # re-added in numpy 2.0. Only numpy 1.24-1.26 needs the alias.
+    import numpy as np
+
+    try:
+        np.bool  # noqa: B018
+        return False
+    except AttributeError:
+        np.bool = np.bool_  # type: ignore[attr-defined]
+        return True
+
+
+_SHIMS = {
+    "pillow_linear": _shim_pillow_linear,
+    "detectron2_C_placeholder": _shim_missing_c_extension,
+    "pkg_resources": _shim_pkg_resources,
+    "numpy_bool": _shim_numpy_bool,
+}
+
+
+def apply() -> list[str]:
+    """Install the shims this environment needs; idempotent. Returns the names applied now."""
+    now = []
+    for name, shim in _SHIMS.items():
+        if name not in APPLIED and shim():
+            APPLIED.append(name)
+            now.append(name)
+    return now
+
+
+def detectron2_has_compiled_ops() -> bool:
+    """Whether detectron2's C++/CUDA ops are compiled (official build) or not (fallback)."""
+    return _detectron2_has_compiled_ops()
+
+
+def coco_evaluator_kwargs() -> dict:
+    """Keyword arguments for COCOEvaluator: the fast COCOeval lives in the compiled ops."""
+    return {"use_fast_impl": detectron2_has_compiled_ops()}

@@ -1,0 +1,1 @@
+"""Console entry points: argument parsing, then one call into the library."""

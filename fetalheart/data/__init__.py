@@ -1,0 +1,1 @@
+"""Detectron2 data plumbing: dataset registration and the mapper that applies INPUT.ENHANCE."""
