@@ -47,6 +47,10 @@ def _shim_missing_c_extension() -> bool:
     placeholder = types.ModuleType("detectron2._C")
     placeholder.__file__ = "fetalheart-placeholder"
     placeholder.__doc__ = "Placeholder installed by fetalheart._compat: detectron2 ops not compiled."
+    # detectron2.utils.collect_env (logged by default_setup) asks the extension how it was built.
+    placeholder.get_compiler_version = lambda: "none: ops not compiled (fetalheart placeholder)"
+    placeholder.get_cuda_version = lambda: "none: ops not compiled (fetalheart placeholder)"
+    placeholder.has_cuda = lambda: False
     sys.modules["detectron2._C"] = placeholder
     return True
 
@@ -85,11 +89,26 @@ def _shim_numpy_bool() -> bool:
         return True
 
 
+def _shim_quiet_jit_deprecation() -> bool:
+    # detectron2 v0.6 decorates a few helpers with torch.jit.script at import time; torch >= 2.10
+    # warns about each one (FutureWarning), which buries every tool's output. Only that message
+    # is silenced; detectron2 does not depend on scripting at run time.
+    import warnings
+
+    import torch
+
+    if not hasattr(torch, "compile"):
+        return False
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    return True
+
+
 _SHIMS = {
     "pillow_linear": _shim_pillow_linear,
     "detectron2_C_placeholder": _shim_missing_c_extension,
     "pkg_resources": _shim_pkg_resources,
     "numpy_bool": _shim_numpy_bool,
+    "quiet_jit_deprecation": _shim_quiet_jit_deprecation,
 }
 
 

@@ -1,0 +1,110 @@
+"""Train (or evaluate) a fetal-heart Mask R-CNN: detectron2's train_net.py, with fetalheart's Trainer.
+
+Same flags as detectron2's tools/train_net.py (--config-file, --resume, --eval-only,
+--num-gpus, --num-machines, --machine-rank, --dist-url, trailing KEY VALUE overrides) and launch(),
+so one GPU, several GPUs and several machines work as detectron2 users expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import fetalheart  # noqa: F401  (applies detectron2 shims before detectron2 is imported)
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+from fetalheart.config import load_cfg
+from fetalheart.utils.cli import run_cli
+from fetalheart.utils.errors import FetalHeartError
+
+EPILOG = """examples:
+  # the study's model 14 (AHE+CLAHE, momentum 0.9) on a labelme2coco output folder
+  tools/train_net.py --config-file configs/study/model14.yaml DATASETS.ROOT data/coco OUTPUT_DIR output/model14
+  # offline / CPU: from scratch, a short schedule
+  tools/train_net.py --config-file configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml \\
+      DATASETS.ROOT data/coco SOLVER.EPOCHS 0 SOLVER.MAX_ITER 200 MODEL.DEVICE cpu OUTPUT_DIR output/try
+  # resume after an interruption, or evaluate a trained model
+  tools/train_net.py --config-file output/try/config.yaml --resume OUTPUT_DIR output/try
+  tools/train_net.py --config-file output/try/config.yaml --eval-only MODEL.WEIGHTS output/try/model_final.pth
+"""
+
+
+def build_parser():
+    parser = default_argument_parser(epilog=EPILOG)
+    parser.prog = "train_net.py"
+    parser.add_argument("--deterministic", action="store_true",
+                        help="use deterministic algorithms (slower on GPU; bit-for-bit repeatable runs)")
+    parser.add_argument("--base", default=None,
+                        help="replace the config's _BASE_ chain with this file (e.g. the from-scratch base)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into an OUTPUT_DIR that already holds a finished or started run")
+    return parser
+
+
+class _OneLineTrainingErrors(logging.Filter):
+    """detectron2 logs a full traceback for any training exception; ours become one line on stderr."""
+
+    def filter(self, record):
+        if record.exc_info and isinstance(record.exc_info[1], (FloatingPointError, FetalHeartError)):
+            return False
+        return True
+
+
+def setup(args):
+    """Config (+ overrides), logging, seed, config.yaml/env.json in OUTPUT_DIR, dataset registration."""
+    from fetalheart.data.registration import register_datasets_from_cfg
+    from fetalheart.engine.run_info import write_run_info
+
+    cfg = load_cfg(args.config_file, args.opts, base=args.base)
+    out = cfg.OUTPUT_DIR
+    started = os.path.isfile(os.path.join(out, "last_checkpoint")) or os.path.isfile(os.path.join(out, "model_final.pth"))
+    if started and not (args.resume or args.eval_only or args.overwrite):
+        raise FetalHeartError(f"{out} already holds a training run: pass --resume to continue it, "
+                              "--overwrite to start again, or choose another OUTPUT_DIR")
+    if args.deterministic:
+        import torch
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+    register_datasets_from_cfg(cfg)
+    default_setup(cfg, args)
+    logging.getLogger("detectron2.engine.train_loop").addFilter(_OneLineTrainingErrors())
+    from detectron2.utils import comm
+
+    if comm.is_main_process():
+        write_run_info(out, cfg, {"deterministic": bool(args.deterministic), "resume": bool(args.resume),
+                                  "eval_only": bool(args.eval_only)})
+    return cfg
+
+
+def train(args):
+    """One process's work (launch() runs it once per GPU)."""
+    from fetalheart.engine import Trainer, load_model_for_inference
+
+    cfg = setup(args)
+    if args.eval_only:
+        model = load_model_for_inference(cfg)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.num_gpus > 1 or args.num_machines > 1:
+        launch(train, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    else:
+        train(args)
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

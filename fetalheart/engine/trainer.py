@@ -1,0 +1,118 @@
+"""``Trainer(DefaultTrainer)``: detectron2's training loop with fetalheart's data and hooks.
+
+Overrides only what it must (cf. detectron2's projects/PointRend/train_net.py): loaders that
+apply the model's enhancement, the evaluators, and three hooks (validation loss, detectron2's
+BestCheckpointer, early stopping) inserted so that each evaluation happens once per period.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+
+from fetalheart import _compat
+from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
+from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
+from fetalheart.utils.errors import FetalHeartError
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer + enhancement-aware loaders, fetalheart evaluators and hooks."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        try:
+            from fetalheart.evaluation import build_evaluators
+        except ImportError:  # evaluation package absent: COCO AP alone
+            return COCOEvaluator(dataset_name, output_dir=output_folder, **_compat.coco_evaluator_kwargs())
+        return build_evaluators(cfg, dataset_name, output_folder)
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        cfg = self.cfg
+        period = cfg.TEST.EVAL_PERIOD
+        extra = []
+        if cfg.TEST.VAL_LOSS and cfg.DATASETS.TEST:
+            self.val_loss_hook = ValidationLoss(
+                period,
+                lambda: build_detection_test_loader(cfg, cfg.DATASETS.TEST[0], mapper=build_val_loss_mapper(cfg)),
+                cfg.TEST.VAL_LOSS_MAX_IMAGES,
+            )
+            extra.append(self.val_loss_hook)
+        if cfg.SOLVER.BEST_CHECKPOINT_METRIC and cfg.DATASETS.TEST and comm.is_main_process():
+            # detectron2's own hook; it reads the metric EvalHook just stored, so no second evaluation.
+            extra.append(hooks.BestCheckpointer(period, self.checkpointer, cfg.SOLVER.BEST_CHECKPOINT_METRIC,
+                                                cfg.SOLVER.BEST_CHECKPOINT_MODE))
+        if cfg.SOLVER.EARLY_STOP_PATIENCE > 0 and cfg.SOLVER.BEST_CHECKPOINT_METRIC:
+            extra.append(EarlyStopping(period, cfg.SOLVER.BEST_CHECKPOINT_METRIC, cfg.SOLVER.EARLY_STOP_PATIENCE,
+                                       cfg.SOLVER.BEST_CHECKPOINT_MODE))
+        # After EvalHook (which produces the metrics), before PeriodicWriter (which writes them).
+        writer_at = next((i for i, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
+        if writer_at < len(ret) and period > 0:
+            # Writers only see the latest value of each metric: write at every evaluation, or an
+            # evaluation whose iteration the 20-iteration writer skips would be lost from metrics.json.
+            ret[writer_at] = hooks.PeriodicWriter(self.build_writers(), period=math.gcd(20, period))
+        return ret[:writer_at] + extra + ret[writer_at:]
+
+    def resume_or_load(self, resume: bool = True):
+        weights = self.cfg.MODEL.WEIGHTS
+        if weights and "://" not in weights and not os.path.isfile(weights) and not (
+                resume and self.checkpointer.has_checkpoint()):
+            raise FetalHeartError(f"MODEL.WEIGHTS file not found: {weights}")
+        try:
+            return super().resume_or_load(resume=resume)
+        except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
+            if "://" in weights:
+                raise FetalHeartError(
+                    f"cannot download MODEL.WEIGHTS {weights} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                    "offline, train from scratch with configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml "
+                    "or give a local .pth/.pkl file") from None
+            raise FetalHeartError(f"cannot load MODEL.WEIGHTS {weights}: {str(exc).splitlines()[0][:200]}") from None
+
+    def train(self):
+        """Train; an early stop ends training cleanly with model_final.pth saved."""
+        try:
+            return super().train()
+        except EarlyStop as stop:
+            if comm.is_main_process():
+                self.checkpointer.save("model_final", iteration=int(stop.args[0]) - 1)
+            self.early_stopped_at = int(stop.args[0])
+            return getattr(self, "_last_eval_results", None)
+        except FloatingPointError as exc:
+            raise FetalHeartError(
+                f"training diverged ({exc}); lower SOLVER.BASE_LR, keep SOLVER.CLIP_GRADIENTS on, or check the "
+                "data; without pretrained weights use the from-scratch (GroupNorm) config") from None
+
+
+def load_model_for_inference(cfg):
+    """Build the model of ``cfg`` and load ``cfg.MODEL.WEIGHTS`` (local file or detectron2:// URL)."""
+    model = Trainer.build_model(cfg)
+    model.eval()
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        raise FetalHeartError("MODEL.WEIGHTS is empty: give the trained model, e.g. MODEL.WEIGHTS output/run/model_final.pth")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FetalHeartError(f"MODEL.WEIGHTS file not found: {weights}")
+    try:
+        DetectionCheckpointer(model).load(weights)
+    except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
+        raise FetalHeartError(f"cannot load MODEL.WEIGHTS {weights}: {str(exc).splitlines()[0][:200]}") from None
+    return model
