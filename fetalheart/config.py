@@ -11,13 +11,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg as _d2_get_cfg
-
 from fetalheart.classes import NUM_CLASSES
 from fetalheart.enhance.config import add_enhance_config
 from fetalheart.utils.errors import FetalHeartError
+
+import yaml
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as _d2_get_cfg
 
 #: Folder holding the shipped YAML configs (repo checkout or installed share).
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"

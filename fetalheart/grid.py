@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fetalheart.config import CONFIGS_DIR, load_cfg, resolve_config_path
 from fetalheart.utils.errors import FetalHeartError
+
+import yaml
 
 
 @dataclass
@@ -141,6 +141,9 @@ def run_grid(runs: list[GridRun], *, out_dir: Path, max_parallel: int = 1, gpus:
     todo = [r for r in runs if r.status() != "done"]
     results = [{"run": r.label, "returncode": 0, "seconds": 0.0, "last_line": "already finished: skipped"}
                for r in runs if r.status() == "done"]
+    for r in runs:
+        if r.status() == "done":
+            progress(f"[run_grid] skip {r.label}: finished (model_final.pth exists)")
     for i, run in enumerate(todo):
         if gpus:
             run.gpu = gpus[i % len(gpus)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fetalheart.classes import coco_categories
+
 import cv2
 import numpy as np
-
-from fetalheart.classes import coco_categories
 
 
 def make_toy_coco(root: Path, n_train: int = 3, n_val: int = 2, size: int = 128, seed: int = 0) -> Path:

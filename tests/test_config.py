@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-import pytest
-
 from fetalheart.config import CONFIGS_DIR, load_cfg
 from fetalheart.utils.errors import FetalHeartError
+
+import pytest
 
 BASE = "Base-FetalHeart-MaskRCNN-R50-FPN.yaml"
 SCRATCH = "FetalHeart-MaskRCNN-R50-FPN-scratch.yaml"

@@ -72,11 +72,11 @@ def test_run_folder_is_self_describing(trained):
 
 def test_checkpoint_roundtrip_gives_identical_predictions(trained, toy):
     """Saved weights loaded back through MODEL.WEIGHTS predict exactly what the trained model did."""
-    from detectron2.checkpoint import DetectionCheckpointer
-
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.engine import Trainer, load_model_for_inference
+
+    from detectron2.checkpoint import DetectionCheckpointer
 
     cfg = load_cfg(trained / "config.yaml", ["MODEL.WEIGHTS", str(trained / "model_final.pth")])
     # Save the trained weights again under a new name and load them through MODEL.WEIGHTS.
@@ -139,7 +139,7 @@ def test_resume_after_sigkill_reaches_the_final_iteration(toy, tmp_path):
     proc = subprocess.Popen([sys.executable, "tools/train_net.py", "--config-file", SCRATCH, *opts], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (out / "model_0000001.pth").exists() and time.time() < deadline and proc.poll() is None:
+    while not (out / "last_checkpoint").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

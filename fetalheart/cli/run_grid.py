@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from tabulate import tabulate
-
 from fetalheart.utils.cli import run_cli
 from fetalheart.utils.errors import FetalHeartError
+
+from tabulate import tabulate
 
 EPILOG = """examples:
   tools/run_grid.py configs/study_grid.yaml -o output/study --dry-run
@@ -44,14 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-timeout-min", type=int, default=180)
     p.add_argument("--slurm-gpus-per-node", type=int, default=1)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config overrides for every run, after the options (e.g. DATASETS.ROOT data/coco)")
     return p
+
+
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def _split_opts(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split trailing KEY VALUE overrides off, so `--seeds 0 1 2 DATASETS.ROOT x` parses as meant."""
+    for i, token in enumerate(argv):
+        if _CONFIG_KEY.match(token) and (i == 0 or argv[i - 1] not in ("--base", "-o", "--output")):
+            return argv[:i], argv[i:]
+    return argv, []
 
 
 def _main(argv=None) -> int:
     from fetalheart.grid import describe, load_grid, run_grid
 
-    args = build_parser().parse_args(argv)
+    own, opts = _split_opts(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(own)
+    args.opts = [*args.opts, *opts]
     if len(args.opts) % 2:
         raise FetalHeartError(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     runs = load_grid(args.grid, args.output, only=args.only, seeds=args.seeds, opts=args.opts, base=args.base)

@@ -12,11 +12,11 @@ import os
 import sys
 
 import fetalheart  # noqa: F401  (applies detectron2 shims before detectron2 is imported)
-from detectron2.engine import default_argument_parser, default_setup, launch
-
 from fetalheart.config import load_cfg
 from fetalheart.utils.cli import run_cli
 from fetalheart.utils.errors import FetalHeartError
+
+from detectron2.engine import default_argument_parser, default_setup, launch
 
 EPILOG = """examples:
   # the study's model 14 (AHE+CLAHE, momentum 0.9) on a labelme2coco output folder
@@ -58,7 +58,8 @@ def setup(args):
 
     cfg = load_cfg(args.config_file, args.opts, base=args.base)
     out = cfg.OUTPUT_DIR
-    started = os.path.isfile(os.path.join(out, "last_checkpoint")) or os.path.isfile(os.path.join(out, "model_final.pth"))
+    started = os.path.isdir(out) and any(f == "last_checkpoint" or (f.startswith("model_") and f.endswith(".pth"))
+                                         for f in os.listdir(out))
     if started and not (args.resume or args.eval_only or args.overwrite):
         raise FetalHeartError(f"{out} already holds a training run: pass --resume to continue it, "
                               "--overwrite to start again, or choose another OUTPUT_DIR")

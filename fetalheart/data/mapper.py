@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
+from fetalheart.data.augment import build_augmentations
+
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
-
-from fetalheart.data.augment import build_augmentations
 
 
 def enhancement_augmentation(cfg) -> list[T.Augmentation]:

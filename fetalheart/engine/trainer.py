@@ -11,16 +11,16 @@ import logging
 import math
 import os
 
+from fetalheart import _compat
+from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
+from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
+from fetalheart.utils.errors import FetalHeartError
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
-
-from fetalheart import _compat
-from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
-from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
-from fetalheart.utils.errors import FetalHeartError
 
 logger = logging.getLogger(__name__)
 
