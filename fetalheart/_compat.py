@@ -11,18 +11,24 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from pathlib import Path
 
 #: Names of the shims that ``apply()`` installed in this process (for collect_env and tests).
 APPLIED: list[str] = []
 
 
+def _detectron2_dir() -> Path | None:
+    """detectron2's package folder, found without importing it (importing pulls in torch: seconds)."""
+    spec = importlib.util.find_spec("detectron2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _detectron2_has_compiled_ops() -> bool:
-    """True when ``detectron2._C`` exists as a real extension module."""
-    try:
-        spec = importlib.util.find_spec("detectron2._C")
-    except (ImportError, ValueError):
-        return False
-    return spec is not None and spec.origin not in (None, "built-in", "fetalheart-placeholder")
+    """True when detectron2's compiled extension ``_C`` is installed."""
+    d2 = _detectron2_dir()
+    return d2 is not None and any(True for pattern in ("_C*.so", "_C*.pyd") for _ in d2.glob(pattern))
 
 
 def _shim_pillow_linear() -> bool:
@@ -40,7 +46,7 @@ def _shim_missing_c_extension() -> bool:
     # detectron2/layers/deform_conv.py does `from detectron2 import _C` at import time. Without the
     # compiled ops, an empty placeholder lets it import; Mask R-CNN R50-FPN never calls into it
     # (RoIAlign and NMS come from torchvision). Deformable conv would fail loudly if used.
-    if importlib.util.find_spec("detectron2") is None or _detectron2_has_compiled_ops():
+    if _detectron2_dir() is None or _detectron2_has_compiled_ops():
         return False
     if "detectron2._C" in sys.modules:
         return False
@@ -93,11 +99,14 @@ def _shim_quiet_jit_deprecation() -> bool:
     # detectron2 v0.6 decorates a few helpers with torch.jit.script at import time; torch >= 2.10
     # warns about each one (FutureWarning), which buries every tool's output. Only that message
     # is silenced; detectron2 does not depend on scripting at run time.
+    import importlib.metadata
     import warnings
 
-    import torch
-
-    if not hasattr(torch, "compile"):
+    try:
+        major, minor = (int(x) for x in importlib.metadata.version("torch").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    if _detectron2_dir() is None or (major, minor) < (2, 9):  # older torch does not warn
         return False
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
     return True

@@ -127,7 +127,10 @@ def _submitit_executor(launcher: str, folder: Path, slurm: dict):
     import submitit
 
     if launcher == "local":
-        return submitit.LocalExecutor(folder=str(folder))
+        ex = submitit.LocalExecutor(folder=str(folder))
+        # submitit's local default time limit (minutes) would kill a real training run.
+        ex.update_parameters(timeout_min=60 * 24 * 14)
+        return ex
     if launcher == "slurm":
         ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
         ex.update_parameters(**slurm)
@@ -151,10 +154,13 @@ def run_grid(runs: list[GridRun], *, out_dir: Path, max_parallel: int = 1, gpus:
 
     def submit_and_wait(run: GridRun) -> dict:
         progress(f"[run_grid] start {run.label} ({run.status()}) -> {run.output_dir}")
+        start = time.time()
         try:
             result = executor.submit(train_one, run).result()
-        except Exception as exc:  # the job itself died (killed, node failure): report, go on
-            result = {"run": run.label, "returncode": -1, "seconds": 0.0, "last_line": f"job failed: {exc}"[:300]}
+        except Exception as exc:  # the job itself died (killed, time limit, node failure): report, go on
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            result = {"run": run.label, "returncode": -1, "seconds": round(time.time() - start, 1),
+                      "last_line": f"job failed: {last}"[:300]}
         progress(f"[run_grid] {'done' if result['returncode'] == 0 else 'FAILED'} {run.label} "
                  f"in {result['seconds']:.0f} s")
         return result

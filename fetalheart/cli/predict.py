@@ -1,0 +1,102 @@
+"""Predict on images, folders or videos with a trained model and its own enhancement.
+
+Writes OUT/overlays/ (PNG per image, MP4 per video), OUT/predictions_coco.json (COCO dataset with
+scored annotations), OUT/coco_results.json (COCO results list) and OUT/labelme/*.json (predicted
+polygons: open in labelme, correct, then convert with labelme2coco).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import fetalheart  # noqa: F401  (detectron2 shims first)
+from fetalheart.utils.cli import run_cli
+from fetalheart.utils.errors import FetalHeartError
+
+EPILOG = """examples:
+  tools/predict.py --config-file output/model14/config.yaml MODEL.WEIGHTS output/model14/model_final.pth \\
+      new_frames/ -o predictions/ MODEL.DEVICE cpu
+  tools/predict.py --config-file run/config.yaml MODEL.WEIGHTS run/model_final.pth clip.mp4 -o pred \\
+      --every 5 --video-labelme --classes LV,RV,LA,RA --score-thresh 0.6
+  labelme predictions/labelme        # review and correct, then:
+  tools/labelme2coco.py predictions/labelme -o datasets/new
+
+Config overrides (KEY VALUE, e.g. MODEL.WEIGHTS W) and inputs may be given in any order.
+"""
+
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True, metavar="CFG", help="the run's config.yaml")
+    p.add_argument("items", nargs="+", metavar="INPUT|KEY VALUE",
+                   help="images, folders, videos; and config overrides such as MODEL.WEIGHTS W")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--score-thresh", type=float, default=None,
+                   help="keep predictions with score >= this (default: EVAL.SCORE_THRESH, 0.5)")
+    p.add_argument("--classes", default=None, help="comma-separated classes to keep, e.g. LV,RV (default: all)")
+    p.add_argument("--batch", type=int, default=1, help="frames per model call (default 1)")
+    p.add_argument("--every", type=int, default=1, help="videos: predict every N-th frame (default 1)")
+    p.add_argument("--video-labelme", action="store_true",
+                   help="videos: also save the frames as PNG with LabelMe JSON (for relabelling)")
+    p.add_argument("--no-overlays", action="store_true", help="skip overlay images/videos")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier predictions in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def split_items(items: list[str]) -> tuple[list[str], list[str]]:
+    """Separate KEY VALUE config overrides from input paths (a KEY is dotted upper case, not a file)."""
+    inputs, opts, i = [], [], 0
+    while i < len(items):
+        tok = items[i]
+        if _KEY.match(tok) and not Path(tok).exists():
+            if i + 1 >= len(items):
+                raise FetalHeartError(f"config override {tok} has no value")
+            opts += [tok, items[i + 1]]
+            i += 2
+        else:
+            inputs.append(tok)
+            i += 1
+    return inputs, opts
+
+
+def _main(argv=None) -> int:
+    # intermixed: inputs and KEY VALUE overrides may come before and after the options
+    args = build_parser().parse_intermixed_args(argv)
+    inputs, opts = split_items(args.items)
+    if not inputs:
+        raise FetalHeartError("no input images, folders or videos given")
+    from fetalheart.config import load_cfg
+    from fetalheart.predict import Predictor, parse_classes, run_prediction
+
+    cfg = load_cfg(args.config_file, opts)
+    if not cfg.MODEL.WEIGHTS:
+        raise FetalHeartError("give the model: MODEL.WEIGHTS <run>/model_final.pth")
+    thresh = cfg.EVAL.SCORE_THRESH if args.score_thresh is None else args.score_thresh
+    if not 0 <= thresh <= 1:
+        raise FetalHeartError("--score-thresh must be in [0, 1]")
+    classes = parse_classes(args.classes)
+    from fetalheart.predict import collect_sources
+
+    collect_sources(inputs)  # fail on a bad input before loading the model
+    predictor = Predictor(cfg, thresh, classes)
+    s = run_prediction(predictor, inputs, args.output, batch=args.batch, overwrite=args.overwrite, quiet=args.quiet,
+                       every=args.every, video_labelme=args.video_labelme, overlays=not args.no_overlays)
+    if not args.quiet:
+        print(f"{s['frames']} frames, {s['instances']} instances; {s['model_fps']:.2f} frames/s (model), "
+              f"{s['total_fps']:.2f} frames/s (all) on {cfg.MODEL.DEVICE}; -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Offline enhancement of a COCO dataset: enhanced image copies + a COCO JSON pointing at them.
+
+Layout follows ``labelme2coco``: ``OUT/images/<file_name>`` and ``OUT/annotations/<name>.json``
+(register with image_root ``OUT/images``). Annotations are copied unchanged. Images are written
+as lossless PNG (a JPEG source gets ``.png`` in its file_name: re-encoding enhanced pixels as
+JPEG would add the very artefacts HE amplifies).
+
+Caching: ``OUT/images/.enhance_manifest.json`` records, per output image, a key made of the
+SHA-256 of the source file's bytes + spec + the parameters it uses + mask mode. A rerun (another
+split, ``--overwrite``, an interrupted run) skips every image whose key matches and whose output
+exists, so it costs one hash per image.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from fetalheart.enhance.cache import CACHE_VERSION
+from fetalheart.enhance.enhancer import Enhancer
+from fetalheart.enhance.spec import parse_spec, resolve_params, spec_name, used_params
+from fetalheart.utils.errors import FetalHeartError
+from fetalheart.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
+
+import cv2
+from tqdm import tqdm
+
+MANIFEST_NAME = ".enhance_manifest.json"
+
+_WORKER_ENHANCER: Enhancer | None = None
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _init_worker(spec: str, params: dict, mask: str) -> None:
+    global _WORKER_ENHANCER
+    cv2.setNumThreads(1)  # parallelism is across images
+    _WORKER_ENHANCER = Enhancer(spec, params=params, mask=mask, memory_items=0)
+
+
+def _enhance_one(src: str, dst: str) -> str:
+    img = cv2.imread(src, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FetalHeartError(f"cannot read image {src}")
+    assert _WORKER_ENHANCER is not None
+    out = _WORKER_ENHANCER(img)
+    with atomic_path(dst) as tmp:
+        if not cv2.imwrite(str(tmp), out):
+            raise FetalHeartError(f"cannot write {dst}")
+    return dst
+
+
+def _out_name(file_name: str) -> str:
+    p = Path(file_name)
+    if p.is_absolute():
+        p = Path(p.name)
+    return str(p.with_suffix(".png")).replace(os.sep, "/")
+
+
+def enhance_coco(
+    coco_json: str | os.PathLike,
+    images_dir: str | os.PathLike,
+    spec: str,
+    output: str | os.PathLike,
+    *,
+    params: Mapping[str, Any] | None = None,
+    mask: str = "none",
+    workers: int = 1,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Enhance every image of ``coco_json`` with ``spec``; return a summary (counts, paths)."""
+    ops = parse_spec(spec)
+    name = spec_name(ops)
+    resolved = resolve_params(params)
+    if mask not in ("none", "auto"):
+        raise FetalHeartError(f"--mask must be 'none' or 'auto', got {mask!r}")
+    coco_json, images_dir, output = Path(coco_json), Path(images_dir), Path(output)
+    try:
+        coco = json.loads(coco_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FetalHeartError(f"COCO file not found: {coco_json}") from None
+    except json.JSONDecodeError as exc:
+        raise FetalHeartError(f"{coco_json} is not valid JSON: {exc}") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise FetalHeartError(f"{coco_json} is not a COCO file (no 'images' list)")
+    out_json = output / "annotations" / coco_json.name
+    if out_json.exists() and not overwrite:
+        raise FetalHeartError(f"{out_json} exists; pass --overwrite to replace it")
+    if output.resolve() == images_dir.resolve() or (output / "images").resolve() == images_dir.resolve():
+        raise FetalHeartError("output must not be the input image folder (inputs are never modified)")
+
+    jobs: list[tuple[Path, str]] = []
+    seen: dict[str, str] = {}
+    for im in coco["images"]:
+        fn = im.get("file_name")
+        if not isinstance(fn, str):
+            raise FetalHeartError(f"image id {im.get('id')} has no file_name")
+        src = Path(fn) if Path(fn).is_absolute() else images_dir / fn
+        if not src.is_file():
+            raise FetalHeartError(f"image not found: {src} (file_name {fn!r} under --images {images_dir})")
+        out_rel = _out_name(fn)
+        if seen.setdefault(out_rel, fn) != fn:
+            raise FetalHeartError(f"{fn!r} and {seen[out_rel]!r} would both be written as {out_rel}")
+        jobs.append((src, out_rel))
+
+    image_root = ensure_writable_dir(output / "images")
+    manifest_path = image_root / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = {}
+    meta = json.dumps(
+        {"v": CACHE_VERSION, "spec": name, "params": used_params(ops, resolved), "mask": mask}, sort_keys=True
+    )
+    todo: list[tuple[Path, Path, str, str]] = []
+    cached = 0
+    hashes = tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200)
+    for src, out_rel in hashes:
+        key = hashlib.sha256((_file_digest(src) + "|" + meta).encode()).hexdigest()
+        dst = image_root / out_rel
+        if manifest.get(out_rel) == key and dst.is_file():
+            cached += 1
+        else:
+            todo.append((src, dst, out_rel, key))
+
+    def done(out_rel: str, key: str) -> None:
+        manifest[out_rel] = key
+
+    bar = tqdm(total=len(todo), desc=f"enhance {name}", unit="img", disable=quiet)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            _init_worker(name, resolved, mask)
+            for src, dst, out_rel, key in todo:
+                _enhance_one(str(src), str(dst))
+                done(out_rel, key)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(name, resolved, mask)) as pool:
+                futures = {pool.submit(_enhance_one, str(s), str(d)): (r, k) for s, d, r, k in todo}
+                for fut in as_completed(futures):
+                    fut.result()
+                    done(*futures[fut])
+                    bar.update()
+    finally:
+        bar.close()
+        write_json_atomic(manifest_path, manifest)
+
+    new = copy.deepcopy(coco)
+    for im, (_, out_rel) in zip(new["images"], jobs, strict=True):
+        im["file_name"] = out_rel
+    info = new.get("info") if isinstance(new.get("info"), dict) else {}
+    info["fetalheart_enhance"] = {
+        "spec": name,
+        "params": used_params(ops, resolved),
+        "mask": mask,
+        "source_json": str(coco_json),
+        "source_images": str(images_dir),
+    }
+    new["info"] = info
+    write_json_atomic(out_json, new, overwrite=True)
+    return {"images": len(jobs), "enhanced": len(todo), "cached": cached, "json": str(out_json),
+            "image_root": str(image_root), "spec": name}

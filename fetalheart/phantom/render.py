@@ -1,0 +1,318 @@
+"""Rendering one phantom frame: echogenicity, texture, gain, shadows, speckle, blur, overlays."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+
+from fetalheart.phantom.anatomy import (
+    _BLOOD,
+    _BONE,
+    _FLUID,
+    _SKIN,
+    _TISSUE,
+    _ellipse,
+    _fix,
+    _Heart,
+    _Pose,
+    _Sector,
+    _sector,
+    _to_image,
+)
+from fetalheart.phantom.groundtruth import _labelme_shapes
+from fetalheart.phantom.schedule import CATEGORIES, _normalise_proportions, _schedule
+from fetalheart.utils.errors import FetalHeartError
+
+import cv2
+import numpy as np
+
+_SPECKLE_KEY_EVERY = 4  # frames between independent speckle realisations (decorrelation time)
+
+_POOL_PAD = 96  # key fields are windows of one larger field, shifted by up to this many pixels
+
+
+@functools.lru_cache(maxsize=2)
+def _speckle_pool(seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A complex Gaussian scatter field (I, Q) with a laterally elongated grain, unit variance.
+
+    Generated once per seed; each speckle key frame is a window of it at a random offset. The
+    grain is ~2 pixels, so windows a few pixels apart are uncorrelated: the cost of drawing
+    ~2M normals is paid once per video instead of once per key.
+    """
+    w, h = size
+    rng = np.random.default_rng([seed, 11])
+    field = rng.standard_normal((2, h + _POOL_PAD, w + _POOL_PAD), dtype=np.float32)
+    kx, ky = cv2.getGaussianKernel(13, 1.3, cv2.CV_64F), cv2.getGaussianKernel(7, 0.7, cv2.CV_64F)
+    norm = np.float32(1.0 / math.sqrt(float((kx**2).sum() * (ky**2).sum())))  # unit variance after blur
+    out = []
+    for comp in field:
+        b = cv2.GaussianBlur(comp, (13, 7), sigmaX=1.3, sigmaY=0.7)
+        b *= norm
+        out.append(b)
+    return out[0], out[1]
+
+
+def _speckle_key(seed: int, key: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    w, h = size
+    i_pool, q_pool = _speckle_pool(seed, size)
+    rng = np.random.default_rng([seed, key, 12])
+    ox, oy = (int(v) for v in rng.integers(0, _POOL_PAD, size=2))
+    # Swapping I and Q on odd keys decorrelates keys whose windows happen to land close together.
+    i, q = i_pool[oy : oy + h, ox : ox + w], q_pool[oy : oy + h, ox : ox + w]
+    return (q, i) if key % 2 else (i, q)
+
+
+def _speckle(seed: int, index: int, size: tuple[int, int]) -> np.ndarray:
+    """Rayleigh speckle amplitude (mean 1) that decorrelates smoothly over a few frames.
+
+    Interpolating between independent key fields on a quarter circle keeps the variance, so
+    the statistics are stationary while consecutive frames stay partly correlated.
+    """
+    k, f = divmod(index, _SPECKLE_KEY_EVERY)
+    w = 0.5 * math.pi * f / _SPECKLE_KEY_EVERY
+    i0, q0 = _speckle_key(seed, k, size)
+    if f == 0:
+        i, q = np.ascontiguousarray(i0), np.ascontiguousarray(q0)
+    else:
+        i1, q1 = _speckle_key(seed, k + 1, size)
+        c, s = math.cos(w), math.sin(w)
+        i = cv2.addWeighted(i0, c, i1, s, 0.0)
+        q = cv2.addWeighted(q0, c, q1, s, 0.0)
+    return cv2.magnitude(i, q) * np.float32(math.sqrt(2.0 / math.pi))
+
+
+@functools.lru_cache(maxsize=4)
+def _texture(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """Smooth tissue texture in about [-1, 1] at 1/16 resolution, with room for drift."""
+    w, h = size
+    rng = np.random.default_rng([seed, 13])
+    small = rng.standard_normal((h // 16 + 8, w // 16 + 8)).astype(np.float32)
+    small = cv2.GaussianBlur(small, (0, 0), 1.2)
+    return small / (3.0 * float(small.std()))
+
+
+def _shadow(sector: _Sector, center: tuple[float, float], half_width: float, strength: float) -> np.ndarray:
+    """Acoustic shadow behind a strong reflector, along the beam (low resolution multiplier)."""
+    cx, cy = center
+    ang = math.atan2(cx - sector.apex[0], cy - sector.apex[1])
+    r = math.hypot(cx - sector.apex[0], cy - sector.apex[1])
+    half = math.atan2(half_width, max(r, 1.0))
+    edge = np.clip((half - np.abs(sector.q_angle - ang)) / (0.35 * half) , 0.0, 1.0)
+    behind = np.clip((sector.q_radius - r) / (0.6 * half_width), 0.0, 1.0)
+    return 1.0 - strength * edge * behind
+
+
+@functools.lru_cache(maxsize=8)
+def _text_layout(seed: int, fps: float, size: tuple[int, int]) -> tuple[dict, list[list[int]]] | None:
+    """The margin overlays (what the study cropped away) and their boxes [x, y, w, h].
+
+    Boxes are measured on the drawn pixels (with the widest clock digits), so they are exact.
+    """
+    w, h = size
+    sector = _sector(size)
+    x_left_end, x_right_start = sector.bbox[0], sector.bbox[0] + sector.bbox[2]
+    margin = min(x_left_end, w - x_right_start)
+    if margin < 24:
+        return None  # no room beside the fan: no overlays
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    lines = ["FETAL ECHO", f"4CH  S{seed}", f"FR {fps:g} Hz", "GAIN 52 DR 60", "TIS 0.4 MI 0.9", "00:00.00"]
+    scale = 0.55 * h / 720.0
+    widest = max(cv2.getTextSize(s, font, scale, 1)[0][0] for s in [*lines, "88:88.88"])
+    if widest > 0.85 * margin:
+        scale *= 0.85 * margin / widest
+    thick = 1 if scale < 0.9 else 2
+    th = cv2.getTextSize("Hg", font, scale, thick)[0][1]
+    step = int(round(th * 1.9))
+    y = int(round(sector.bbox[1] + th + 2))
+    rng = np.random.default_rng([seed, 17])
+    cal = [f"+ D1 {10 + 8 * rng.random():.1f}mm", f"x D2 {6 + 5 * rng.random():.1f}mm"]
+    rx = x_right_start + int(round(0.12 * margin))
+    ry0 = y + 2 * step
+    ry1 = int(min(sector.apex[1] + sector.radius, h - th - 4))
+    layout = dict(font=font, scale=scale, thick=thick, step=step, x=int(round(0.04 * margin)), y=y,
+                  lines=lines, cal=cal, rx=rx, ry=(ry0, ry1), tick=max(3, (ry1 - ry0) // 60))  # fmt: skip
+    boxes = []
+    for part in ("text", "calipers", "ruler"):
+        canvas = np.zeros((h, w), np.uint8)
+        for clock in (0.0, 5328.88, 1271.11):  # "00:00.00", "88:48.88", "21:11.11": all digit widths
+            _draw_text(canvas, layout, clock, parts=(part,))
+        ys, xs = np.nonzero(canvas)
+        x0, y0 = max(int(xs.min()) - 2, 0), max(int(ys.min()) - 2, 0)
+        x1, y1 = min(int(xs.max()) + 3, w), min(int(ys.max()) + 3, h)
+        boxes.append([x0, y0, x1 - x0, y1 - y0])
+    return layout, boxes
+
+
+def _draw_text(img: np.ndarray, layout: dict, t: float, parts=("text", "calipers", "ruler")) -> None:
+    font, scale, thick, step = layout["font"], layout["scale"], layout["thick"], layout["step"]
+    # Grey overlays keep every frame grey, so PNGs and the video pipe carry one channel (3x faster).
+    white = (235, 235, 235) if img.ndim == 3 else 235
+    yellow = (200, 200, 200) if img.ndim == 3 else 200
+    if "text" in parts:
+        lines = list(layout["lines"])
+        lines[-1] = f"{int(t // 60) % 100:02d}:{t % 60:05.2f}"
+        for k, s in enumerate(lines):
+            cv2.putText(img, s, (layout["x"], layout["y"] + k * step), font, scale, white, thick, cv2.LINE_AA)
+    if "calipers" in parts:
+        for k, s in enumerate(layout["cal"]):
+            cv2.putText(img, s, (layout["rx"], layout["y"] + k * step), font, scale, yellow, thick, cv2.LINE_AA)
+    if "ruler" in parts:  # depth ruler, ticks every tenth of the depth
+        rx, (ry0, ry1), tick = layout["rx"], layout["ry"], layout["tick"]
+        cv2.line(img, (rx, ry0), (rx, ry1), white, 1)
+        for k in range(11):
+            yy = int(round(ry0 + (ry1 - ry0) * k / 10))
+            cv2.line(img, (rx, yy), (rx + (2 * tick if k % 5 == 0 else tick), yy), white, 1)
+            if k % 5 == 0:
+                cv2.putText(img, str(k), (rx + 3 * tick, yy + 4), font, scale * 0.8, white, thick, cv2.LINE_AA)
+
+
+def _fill(canvas: np.ndarray, pts: np.ndarray, value: float) -> None:
+    cv2.fillPoly(canvas, [_fix(pts)], float(value), cv2.LINE_8, shift=4)
+
+
+def _no_heart_scene(canvas, rng, sector: _Sector, t: float, shadows: list) -> None:
+    """Other anatomy: a fetal abdomen (stomach, umbilical vein, ribs) or limbs beside the placenta."""
+    drift = 0.03 * math.sin(2.0 * math.pi * 0.15 * t + rng.random() * 6.0)
+    if rng.random() < 0.5:
+        cx, cy = sector.point(0.52 + drift, math.radians(rng.uniform(-8, 8)))
+        r = sector.radius * rng.uniform(0.24, 0.30)
+        _fill(canvas, _ellipse(cx, cy, r * 1.3, r * 1.25), _FLUID)
+        _fill(canvas, _ellipse(cx, cy, r, r * 0.95), _SKIN)
+        _fill(canvas, _ellipse(cx, cy, r * 0.95, r * 0.9), 0.5)  # liver
+        _fill(canvas, _ellipse(cx + 0.35 * r, cy - 0.1 * r, 0.28 * r, 0.18 * r, rot=0.4), _BLOOD)  # stomach
+        vein = np.array([[cx - 0.5 * r, cy + 0.2 * r], [cx - 0.1 * r, cy - 0.05 * r], [cx + 0.1 * r, cy + 0.1 * r]])
+        cv2.polylines(canvas, [_fix(vein)], False, _BLOOD, max(2, int(0.07 * r)), cv2.LINE_8, shift=4)
+        for k in range(3):  # rib echoes with their shadows
+            a = math.radians(200 + 40 * k + rng.uniform(-8, 8))
+            rib = (cx + 0.93 * r * math.cos(a), cy - 0.93 * r * math.sin(a))
+            _fill(canvas, _ellipse(*rib, 0.07 * r, 0.035 * r, rot=a), _BONE)
+            shadows.append((rib, 0.06 * r, 0.6))
+    else:
+        top = sector.radius * rng.uniform(0.15, 0.25)
+        band = np.array([[-1e4, top], [1e4, top - 0.1 * top], [1e4, top + 0.25 * sector.radius], [-1e4, top + 0.2 * sector.radius]])
+        _fill(canvas, band + (0, sector.apex[1]), 0.55)  # placenta
+        cx, cy = sector.point(0.62 + drift, math.radians(rng.uniform(-10, 10)))
+        _fill(canvas, _ellipse(cx, cy, sector.radius * 0.35, sector.radius * 0.16), _FLUID)
+        for k in range(2):  # long bones of a limb, bright with shadows
+            ang = rng.uniform(-0.5, 0.5)
+            c = (cx + (k - 0.5) * 0.2 * sector.radius, cy + rng.uniform(-0.05, 0.05) * sector.radius)
+            _fill(canvas, _ellipse(*c, 0.13 * sector.radius, 0.018 * sector.radius, rot=ang), _BONE)
+            shadows.append((c, 0.1 * sector.radius, 0.9))
+
+
+def render_frame(
+    index: int,
+    *,
+    seed: int = 0,
+    fps: float = 30,
+    size: tuple[int, int] = (1280, 720),
+    n_frames: int | None = None,
+    category: str | None = None,
+    proportions: Mapping[str, float] | Sequence[float] | None = None,
+) -> tuple[np.ndarray, list[dict], str]:
+    """Render frame ``index`` of the phantom video: (BGR uint8 image, LabelMe shapes, category).
+
+    ``category`` forces a category; otherwise it comes from the seeded schedule of an
+    ``n_frames``-long video (with ``proportions``), or is ``"heart"`` when ``n_frames`` is None.
+    ``make_phantom`` writes exactly these images and shapes.
+    """
+    w, h = int(size[0]), int(size[1])
+    size = (w, h)
+    if w < 64 or h < 64:
+        raise FetalHeartError(f"phantom frames must be at least 64x64 pixels, got {w}x{h}")
+    if fps <= 0:
+        raise FetalHeartError(f"fps must be positive, got {fps}")
+    run_id = 0
+    if category is None:
+        if n_frames is None:
+            category = "heart"
+        else:
+            if not 0 <= index < n_frames:
+                raise FetalHeartError(f"frame index {index} outside 0..{n_frames - 1}")
+            cats, runs = _schedule(int(n_frames), int(seed), _normalise_proportions(proportions), float(fps))
+            category, run_id = CATEGORIES[cats[index]], runs[index]
+    elif category not in CATEGORIES:
+        raise FetalHeartError(f"unknown frame category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    sector = _sector(size)
+    t = index / float(fps)
+
+    canvas = np.full((h, w), _TISSUE, np.float32)
+    shadows: list[tuple[tuple[float, float], float, float]] = []
+    shapes: list[dict] = []
+    if category == "no_heart":
+        _no_heart_scene(canvas, np.random.default_rng([seed, run_id, 23]), sector, t, shadows)
+    else:
+        if category == "multiple_hearts":
+            # Two fetuses side by side (e.g. twins or a split view): each heart annotated, group_id 0/1.
+            specs = [(-math.radians(17.0), 0.55, 0.115, 12.0), (math.radians(17.0), 0.55, 0.115, 12.0)]
+        else:
+            specs = [(math.radians(2.0), 0.47, 0.19, 20.0)]
+        hearts = []
+        for k, (angle, depth, scale, tilt) in enumerate(specs):
+            heart = _Heart(np.random.default_rng([seed, k, 3]))
+            base = np.random.default_rng([seed, k, 5])
+            pose = _Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
+            hearts.append((heart, pose))
+        for _, pose in hearts:
+            for pts, value in _Heart.thorax():
+                _fill(canvas, _to_image(pts, pose), value)
+        for k, (heart, pose) in enumerate(hearts):
+            layers, structures, carve = heart.shapes(t + 0.21 * k)
+            for pts, value in layers:
+                _fill(canvas, _to_image(pts, pose), value)
+            img_structs = {n: [_to_image(p, pose) for p in ps] for n, ps in structures.items()}
+            gid = k  # 0 for a single heart: its multi-part structures (open valves) stay one instance
+            shapes.extend(_labelme_shapes(img_structs, carve, sector, size, gid))
+            sp = heart.spine
+            centre = _to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
+            shadows.append(((float(centre[0]), float(centre[1])), sp["a"] * pose[3], 0.8))
+
+    # Smooth multipliers (tissue texture drifting with the probe, depth gain, shadows) are
+    # combined at 1/4 resolution and upsampled once; speckle is screen-fixed like a scanner's.
+    qh, qw = sector.q_shape
+    dx = 0.02 * sector.radius * math.sin(0.9 * t + seed)
+    m = np.array([[0.25, 0, 4.0 - dx / 16.0], [0, 0.25, 4.0]], np.float32)
+    mult = cv2.warpAffine(
+        _texture(seed, size), m, (qw, qh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+    )
+    mult += 1.0
+    mult *= sector.gain_q
+    for centre, half_width, strength in shadows:
+        mult *= _shadow(sector, centre, half_width, strength)
+    canvas = cv2.multiply(canvas, cv2.resize(mult, (w, h), interpolation=cv2.INTER_LINEAR))
+    canvas = cv2.multiply(canvas, _speckle(seed, index, size))
+    # Point-spread blur that grows with depth: blend a sharp and a broad (lateral) blur.
+    img = cv2.GaussianBlur(canvas, (0, 0), sigmaX=0.6, sigmaY=0.5)
+    broad = cv2.GaussianBlur(canvas, (0, 0), sigmaX=2.6, sigmaY=1.1)
+    cv2.subtract(broad, img, dst=broad)
+    cv2.multiply(broad, sector.blur_weight, dst=broad)
+    cv2.add(img, broad, dst=img)
+    if category == "out_of_focus":
+        img = _defocus(img, np.random.default_rng([seed, index, 29]))
+    # Log compression to display grey levels, then the (anti-aliased) fan.
+    cv2.max(img, 0.0, dst=img)
+    img *= 24.0
+    img += 1.0
+    cv2.log(img, dst=img)
+    cv2.multiply(img, sector.display, dst=img)
+    grey = cv2.convertScaleAbs(img)  # saturating cast to uint8
+    text = _text_layout(seed, float(fps), size)
+    if text is not None:
+        _draw_text(grey, text[0], t)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), shapes, category
+
+
+def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Heavy defocus plus motion blur (a probe sweep), done at half resolution for speed."""
+    h, w = img.shape
+    small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), rng.uniform(3.5, 6.0))
+    length = int(rng.integers(9, 19))
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D(((length - 1) / 2.0, (length - 1) / 2.0), float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    kernel /= kernel.sum()
+    small = cv2.filter2D(small, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
