@@ -34,8 +34,8 @@ def _opts(root: Path, out: Path, iters: int, size: int, val_images: int) -> list
 
     return tiny_opts(root, out, iters=iters, size=size, **{
         "TEST.EVAL_PERIOD": iters, "TEST.VAL_LOSS_MAX_IMAGES": val_images, "SOLVER.BEST_CHECKPOINT_METRIC": "",
-        "SOLVER.CHECKPOINT_PERIOD": 10 ** 6, "INPUT.AUG.ROTATION": 0, "INPUT.AUG.SCALE": "(1.0, 1.0)",
-        "INPUT.AUG.BRIGHTNESS": 0, "INPUT.AUG.CONTRAST": 0, "MODEL.RPN.POST_NMS_TOPK_TRAIN": 1000,
+        "SOLVER.CHECKPOINT_PERIOD": 10 ** 6, "INPUT.AUG.ROTATION": 0.0, "INPUT.AUG.SCALE": "(1.0, 1.0)",
+        "INPUT.AUG.BRIGHTNESS": 0.0, "INPUT.AUG.CONTRAST": 0.0, "MODEL.RPN.POST_NMS_TOPK_TRAIN": 1000,
         "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 256})
 
 

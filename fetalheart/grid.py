@@ -33,6 +33,7 @@ class GridRun:
     opts: list[str] = field(default_factory=list)
     base: str | None = None
     gpu: str | None = None
+    caller_gpus: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     @property
     def label(self) -> str:
@@ -113,8 +114,13 @@ def train_one(run: GridRun) -> dict:
     """Train one run in a child process (log in OUTPUT_DIR/log.txt); never raises."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    if run.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = run.gpu
+    # submitit's local executor hides every GPU from its job (CUDA_VISIBLE_DEVICES=""); give the
+    # training the GPU chosen by --gpus, else what the caller itself could see.
+    visible = run.gpu if run.gpu is not None else run.caller_gpus
+    if visible is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = visible
     start = time.time()
     with open(run.output_dir / "grid_stdout.txt", "ab") as log:
         proc = subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env)

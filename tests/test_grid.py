@@ -46,15 +46,42 @@ def test_real_grid_runs_skips_finished_and_reports_failures(tmp_path):
     opts = tiny_opts(data, tmp_path / "unused", iters=2, **{"TEST.VAL_LOSS": False,
                                                           "SOLVER.BEST_CHECKPOINT_METRIC": ""})
     opts = opts[:opts.index("OUTPUT_DIR")] + opts[opts.index("OUTPUT_DIR") + 2:]  # run_grid sets OUTPUT_DIR
-    cmd = [sys.executable, "tools/run_grid.py", str(grid), "-o", str(tmp_path / "out"), "--max-parallel", "2", *opts]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "tools/run_grid.py", str(grid), "-o", str(tmp_path / "out"), "--max-parallel", "2"]
+    proc = subprocess.run(cmd + opts, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode != 0 and "1 of 3 runs failed" in proc.stderr and "Traceback" not in proc.stderr
     assert "FAILED broken" in proc.stderr
     for name in ("model01", "model14"):
         assert (tmp_path / "out" / name / "model_final.pth").is_file()
     assert "ahe+clahe" in (tmp_path / "out" / "model14" / "config.yaml").read_text()
     # Second run: finished runs are skipped (only the broken one is tried again).
-    again = subprocess.run(cmd + ["--only", "1,2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd + ["--only", "1,2", *opts], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "skip model01: finished" in again.stdout and "skip model14: finished" in again.stdout
     assert "[run_grid] start" not in again.stdout
+
+
+def test_training_job_sees_the_callers_gpus(tmp_path, monkeypatch):
+    """submitit's local executor hides GPUs from its jobs; train_one hands the caller's back."""
+    import fetalheart.grid as grid
+
+    seen = {}
+
+    def fake_run(cmd, stdout, stderr, env):
+        seen["env"] = env
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(grid.subprocess, "run", fake_run)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    run = load_grid("configs/study_grid.yaml", tmp_path, only=[1])[0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # as inside a submitit local job
+    assert grid.train_one(run)["returncode"] == 0 and seen["env"]["CUDA_VISIBLE_DEVICES"] == "3"
+    run.gpu = "1"  # --gpus wins
+    grid.train_one(run)
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_option_after_overrides_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "tools/run_grid.py", "configs/study_grid.yaml", "-o", str(tmp_path),
+                           "DATASETS.ROOT", "x", "--dry-run", "1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0 and "put options first" in proc.stderr and "Traceback" not in proc.stderr

@@ -65,6 +65,9 @@ def _main(argv=None) -> int:
     from fetalheart.grid import describe, load_grid, run_grid
 
     own, opts = _split_opts(list(sys.argv[1:] if argv is None else argv))
+    late = [t for t in opts[::2] if t.startswith("-")]
+    if late:
+        raise FetalHeartError(f"option {late[0]} after the KEY VALUE overrides: put options first")
     args = build_parser().parse_args(own)
     args.opts = [*args.opts, *opts]
     if len(args.opts) % 2:
