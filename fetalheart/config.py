@@ -59,6 +59,8 @@ def add_fetalheart_config(cfg: CN) -> None:
 
     # --- Validation: loss terms on the validation set every TEST.EVAL_PERIOD (0 = one epoch).
     cfg.TEST.VAL_LOSS = True
+    cfg.TEST.EVAL_DURING_TRAINING = True  # False: no COCO/IoU evaluation in training (evaluate afterwards)
+    cfg.TEST.VAL_LOSS_PERIOD = 0  # iterations between validation-loss passes; 0 = TEST.EVAL_PERIOD
     cfg.TEST.VAL_LOSS_MAX_IMAGES = 0  # 0 = whole validation set
 
     # --- Evaluation (fetalheart.evaluation).

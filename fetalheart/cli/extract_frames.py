@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import number, run_cli
 
 EPILOG = """examples:
   # the study's sampling: about every 15th frame of a 30 fps video, sector only, 512 px
@@ -32,34 +32,9 @@ exit status: 0 ok; 2 bad input, refused overwrite, or a video that stopped decod
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_int = number(int)
+_positive_float = number(float)
+_non_negative_float = number(float, strict=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import number, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 EPILOG = """examples:
@@ -48,17 +48,6 @@ def _proportions(text: str) -> dict[str, float]:
     return out
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
-    p.add_argument("--seconds", type=_positive(float), default=2.0, help="video length in seconds (default 2)")
-    p.add_argument("--fps", type=_positive(float), default=30.0, help="frames per second (default 30)")
+    p.add_argument("--seconds", type=number(float), default=2.0, help="video length in seconds (default 2)")
+    p.add_argument("--fps", type=number(float), default=30.0, help="frames per second (default 30)")
     p.add_argument("--size", type=_size, default=(1280, 720), help="frame size WIDTHxHEIGHT (default 1280x720)")
     p.add_argument("--seed", type=int, default=0, help="random seed: anatomy, motion, speckle, categories (default 0)")
     p.add_argument("--name", help="file stem (default phantom_s<seed>)")

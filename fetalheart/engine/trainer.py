@@ -48,20 +48,23 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         ret = super().build_hooks()
         cfg = self.cfg
+        if not cfg.TEST.EVAL_DURING_TRAINING:
+            ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
         period = cfg.TEST.EVAL_PERIOD
         extra = []
         if cfg.TEST.VAL_LOSS and cfg.DATASETS.TEST:
             self.val_loss_hook = ValidationLoss(
-                period,
+                cfg.TEST.VAL_LOSS_PERIOD or period,
                 lambda: build_detection_test_loader(cfg, cfg.DATASETS.TEST[0], mapper=build_val_loss_mapper(cfg)),
                 cfg.TEST.VAL_LOSS_MAX_IMAGES,
             )
             extra.append(self.val_loss_hook)
-        if cfg.SOLVER.BEST_CHECKPOINT_METRIC and cfg.DATASETS.TEST and comm.is_main_process():
+        evaluating = cfg.DATASETS.TEST and cfg.TEST.EVAL_DURING_TRAINING
+        if cfg.SOLVER.BEST_CHECKPOINT_METRIC and evaluating and comm.is_main_process():
             # detectron2's own hook; it reads the metric EvalHook just stored, so no second evaluation.
             extra.append(hooks.BestCheckpointer(period, self.checkpointer, cfg.SOLVER.BEST_CHECKPOINT_METRIC,
                                                 cfg.SOLVER.BEST_CHECKPOINT_MODE))
-        if cfg.SOLVER.EARLY_STOP_PATIENCE > 0 and cfg.SOLVER.BEST_CHECKPOINT_METRIC:
+        if cfg.SOLVER.EARLY_STOP_PATIENCE > 0 and cfg.SOLVER.BEST_CHECKPOINT_METRIC and evaluating:
             extra.append(EarlyStopping(period, cfg.SOLVER.BEST_CHECKPOINT_METRIC, cfg.SOLVER.EARLY_STOP_PATIENCE,
                                        cfg.SOLVER.BEST_CHECKPOINT_MODE))
         # After EvalHook (which produces the metrics), before PeriodicWriter (which writes them).
@@ -69,7 +72,8 @@ class Trainer(DefaultTrainer):
         if writer_at < len(ret) and period > 0:
             # Writers only see the latest value of each metric: write at every evaluation, or an
             # evaluation whose iteration the 20-iteration writer skips would be lost from metrics.json.
-            ret[writer_at] = hooks.PeriodicWriter(self.build_writers(), period=math.gcd(20, period))
+            every = math.gcd(math.gcd(20, period), cfg.TEST.VAL_LOSS_PERIOD or period)
+            ret[writer_at] = hooks.PeriodicWriter(self.build_writers(), period=every)
         return ret[:writer_at] + extra + ret[writer_at:]
 
     def resume_or_load(self, resume: bool = True):

@@ -30,3 +30,19 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"{prog}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def number(kind: type = float, *, minimum: float = 0, strict: bool = True):
+    """An argparse ``type``: a number of ``kind`` above ``minimum`` (or at least it, if not strict)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+
+    return parse
