@@ -11,7 +11,6 @@ export PYTHONUNBUFFERED := 1
 
 $(STAMP): setup.cfg requirements.txt tools/install_detectron2.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
 	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -c requirements.txt -e '.[dev]'
 	PYTHON=$(PY) bash tools/install_detectron2.sh

@@ -37,8 +37,12 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# --no-build-isolation: the sdist's setup.py imports torch even to read metadata.
-"$PYTHON" -m pip download -q --no-deps --no-build-isolation "$SDIST_NAME==$SDIST_VERSION" -d "$work" 2>&1 | grep -v "is ignored" >&2 || true
+# --no-build-isolation: the sdist's setup.py imports torch even to read metadata. pip >= 26
+# refuses to prepare that sdist (an extra of it names a direct URL), so the download uses a
+# pinned pip 25.0 put on PYTHONPATH for this one command; the environment's own pip is untouched.
+"$PYTHON" -m pip install -q --target "$work/pip" "pip==25.0" 2>&1 | grep -v "is ignored" >&2 || true
+PYTHONPATH="$work/pip${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pip download -q --no-deps --no-build-isolation \
+  "$SDIST_NAME==$SDIST_VERSION" -d "$work" 2>&1 | grep -v "is ignored" >&2 || true
 sdist="$work/$SDIST_NAME-$SDIST_VERSION.tar.gz"
 [ -f "$sdist" ] || { say "error: could not download $SDIST_NAME==$SDIST_VERSION from PyPI"; exit 1; }
 echo "$SDIST_SHA256  $sdist" | sha256sum -c --quiet - || { say "error: $sdist checksum mismatch"; exit 1; }
