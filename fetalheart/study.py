@@ -98,7 +98,8 @@ def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> 
     from fetalheart.video_geometry import FrameGeometry
 
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in csv.DictReader(open(frames_dir / "frames.csv")) if r["status"] == "kept"]
+    with open(frames_dir / "frames.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "kept"]
     written = 0
     for row in rows:
         stem = Path(row["source"]).stem
