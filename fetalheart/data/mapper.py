@@ -16,12 +16,10 @@ from detectron2.data import transforms as T
 
 def enhancement_augmentation(cfg) -> list[T.Augmentation]:
     """The enhancement step for this config, as a (possibly empty) augmentation list."""
-    from fetalheart.enhance import Enhancer, params_from_cfg
+    from fetalheart.enhance import enhancer_from_cfg
     from fetalheart.enhance.augmentation import EnhanceAugmentation
 
-    cache = cfg.INPUT.ENHANCE_CACHE_DIR or (os.path.join(cfg.OUTPUT_DIR, "enhance_cache") if cfg.OUTPUT_DIR else None)
-    enhancer = Enhancer(cfg.INPUT.ENHANCE, params=params_from_cfg(cfg), mask=cfg.INPUT.ENHANCE_MASK,
-                        cache_dir=cache)
+    enhancer = enhancer_from_cfg(cfg, os.path.join(cfg.OUTPUT_DIR, "enhance_cache") if cfg.OUTPUT_DIR else None)
     return [] if enhancer.identity else [EnhanceAugmentation(enhancer)]
 
 

@@ -39,8 +39,11 @@ def params_from_cfg(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def enhancer_from_cfg(cfg: Any):
-    """The Enhancer a config asks for (INPUT.ENHANCE, ENHANCE_MASK, ENHANCE_CACHE_DIR, ENHANCE_PARAMS)."""
+def enhancer_from_cfg(cfg: Any, default_cache_dir: str | None = None):
+    """The Enhancer a config asks for (INPUT.ENHANCE, ENHANCE_MASK, ENHANCE_CACHE_DIR, ENHANCE_PARAMS).
+
+    ``default_cache_dir`` is used when ENHANCE_CACHE_DIR is empty (the mappers pass OUTPUT_DIR's).
+    """
     from fetalheart.enhance.enhancer import Enhancer
 
     inp = cfg.INPUT
@@ -48,5 +51,5 @@ def enhancer_from_cfg(cfg: Any):
         str(inp.get("ENHANCE", "original")),
         params=params_from_cfg(cfg),
         mask=str(inp.get("ENHANCE_MASK", "none")),
-        cache_dir=str(inp.get("ENHANCE_CACHE_DIR", "")) or None,
+        cache_dir=str(inp.get("ENHANCE_CACHE_DIR", "")) or default_cache_dir or None,
     )
