@@ -7,6 +7,7 @@ order. Changing the order invalidates every trained model, so it is fixed here.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -56,9 +57,11 @@ def normalize_label(label: str) -> str | None:
     return _ALIASES.get(_key(label))
 
 
-def coco_categories() -> list[dict]:
-    """COCO ``categories`` for the 10 structures, ids 1..10."""
-    return [
-        {"id": i + 1, "name": s.name, "supercategory": "heart" if s.name != "Spine" else "other"}
-        for i, s in enumerate(STRUCTURES)
-    ]
+def coco_categories(names: Sequence[str] = CLASS_NAMES) -> list[dict]:
+    """COCO ``categories`` with ids 1..N in the given order (default: the 10 structures).
+
+    Category id = contiguous class id + 1 for every label set, so a model's output maps to its
+    dataset's categories without a lookup table.
+    """
+    return [{"id": i + 1, "name": n, "supercategory": "other" if n == "Spine" else "heart"}
+            for i, n in enumerate(names)]

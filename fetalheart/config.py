@@ -1,8 +1,14 @@
 """Every config key fetalheart adds to detectron2's CfgNode, documented in one place.
 
 Detectron2 idiom (cf. ``add_pointrend_config``): ``add_fetalheart_config(cfg)`` adds keys with
-defaults; YAML files and ``KEY VALUE`` overrides then set them. ``finalize_cfg`` applies the one
-derived setting: the study's epochs are translated into iterations here and nowhere else.
+defaults and nothing else (no hardware probing: a saved config must not depend on the machine it
+was written on); YAML files, overlays and ``KEY VALUE`` overrides then set them. ``finalize_cfg``
+derives what follows from other keys: the schedule from the study's epochs, and ``MODEL.DEVICE``
+"auto" from the machine the config is used on.
+
+Two protocols ship (README, "Configuration"): the *study-faithful* base
+(``Base-FetalHeart-MaskRCNN-R50-FPN.yaml``, every value sourced) and the *recommended* overlay
+(``overlays/recommended.yaml``). ``STUDY.PROTOCOL`` names the one a run used.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 def add_fetalheart_config(cfg: CN) -> None:
     """Add fetalheart's keys (with defaults) to a detectron2 config, in place."""
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
+    # Class names in output order; () = the 10 structures of fetalheart.classes. Set from the
+    # training dataset (labelme2coco's categories), so config.yaml carries the model's label set.
+    cfg.MODEL.CLASS_NAMES = ()
+    # "auto": the GPU when there is one, else the CPU, decided by finalize_cfg where the config is used.
+    cfg.MODEL.DEVICE = "auto"
 
     # --- Preprocessing: the study's variable. Part of the model: saved in config.yaml, so
     # evaluation and prediction apply exactly what training applied.
@@ -33,9 +44,13 @@ def add_fetalheart_config(cfg: CN) -> None:
     # ENHANCE_CACHE_DIR (disk cache for bd; "" = OUTPUT_DIR/enhance_cache when training) and
     # ENHANCE_PARAMS.* (clip limit, tiles, bd kernel size, ...): defined by the enhance package.
     add_enhance_config(cfg)
+    # Matterport's "square" mode: after resizing the long side, pad to SQUARE_SIZE x SQUARE_SIZE
+    # with black (needs MODEL.META_ARCHITECTURE "FetalHeartRCNN"). 0 = detectron2's padding to /32.
+    cfg.INPUT.SQUARE_SIZE = 0
 
     # --- Augmentation that respects anatomy. Flipping mirrors a four-chamber view (left and right
     # heart swap sides), so it is off by default; everything else is small and switchable.
+    # Photometric terms (brightness, contrast, gamma, speckle) run BEFORE the enhancement under study.
     cfg.INPUT.RANDOM_FLIP = "none"
     cfg.INPUT.AUG = CN()
     cfg.INPUT.AUG.ROTATION = 0.0  # max |angle| in degrees; 0 disables
@@ -46,16 +61,24 @@ def add_fetalheart_config(cfg: CN) -> None:
     cfg.INPUT.AUG.SPECKLE = 0.0  # std of multiplicative Gaussian noise; 0 disables
 
     # --- Schedule in the study's words. EPOCHS > 0 sets MAX_ITER = EPOCHS * STEPS_PER_EPOCH
-    # (the study: 20 x 500 = 10,000 at batch 1). EPOCHS = 0 uses SOLVER.MAX_ITER as given.
+    # (the study: 20 x 500 = 10,000 at batch 1) and derives, as fractions of MAX_ITER, the LR
+    # steps, the warm-up and the checkpoint period. EPOCHS = 0 uses the absolute keys as given.
     cfg.SOLVER.EPOCHS = 0
     cfg.SOLVER.STEPS_PER_EPOCH = 500
+    cfg.SOLVER.STEP_FRACTIONS = ()  # e.g. (0.75, 0.9): LR x GAMMA there; () = constant LR
+    cfg.SOLVER.WARMUP_FRACTION = 0.0  # linear warm-up over this fraction of training
+    cfg.SOLVER.CHECKPOINT_FRACTION = 0.25  # a checkpoint every quarter of training
     cfg.SOLVER.EARLY_STOP_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
-    cfg.SOLVER.BEST_CHECKPOINT_METRIC = "segm/AP"  # EvalHook key tracked for model_best.pth; "" = off
+    # model_best.pth: selected on DATASETS.TEST. Reporting numbers on that same split is optimistic:
+    # the study pipeline evaluates model_final.pth (README, "Model selection"). "" = off.
+    cfg.SOLVER.BEST_CHECKPOINT_METRIC = ""
     cfg.SOLVER.BEST_CHECKPOINT_MODE = "max"
 
-    # --- Data: a labelme2coco output folder. Each DATASETS.TRAIN/TEST name "<prefix>_<split>" not
-    # registered yet is registered from ROOT/annotations/<split>.json with images in ROOT/images.
+    # --- Data: a labelme2coco output folder. Each DATASETS.TRAIN/TEST name "<prefix>_<split>"
+    # (split "train", "val", "fold<k>_train", "fold<k>_val") not registered yet is registered from
+    # ROOT/annotations/<split>.json with images in ROOT/images.
     cfg.DATASETS.ROOT = ""
+    cfg.DATASETS.FOLD = -1  # which cross-validation fold this run trains on; -1 = a plain split
 
     # --- Validation: loss terms on the validation set every TEST.EVAL_PERIOD (0 = one epoch).
     cfg.TEST.VAL_LOSS = True
@@ -66,21 +89,20 @@ def add_fetalheart_config(cfg: CN) -> None:
     # --- Evaluation (fetalheart.evaluation).
     cfg.EVAL = CN()
     cfg.EVAL.SCORE_THRESH = 0.5  # predicted masks with score >= this count for IoU/Dice
-    cfg.EVAL.BOOTSTRAP_SAMPLES = 1000  # for 95% confidence intervals over images
+    cfg.EVAL.STUDY_MAP_MODE = "matterport"  # "matterport" (compute_ap_range, quirks included) | "corrected"
+    cfg.EVAL.STUDY_MAP_MIN_SCORE = 0.7  # Matterport's DETECTION_MIN_CONFIDENCE
+    cfg.EVAL.BOOTSTRAP_SAMPLES = 1000  # for 95% confidence intervals
     cfg.EVAL.BOUNDARY_METRICS = False  # HD95 / ASSD per class (slower)
     cfg.EVAL.SEED = 0
 
-    # --- Which model of the study this is (Table 5: 1..22), for reports and comparisons.
+    # --- Which model of the study this is (Table 5: 1..22) and under which protocol it was trained.
     cfg.STUDY = CN()
     cfg.STUDY.MODEL_ID = 0
     cfg.STUDY.NAME = ""
+    cfg.STUDY.PROTOCOL = ""  # "study-faithful" (the base) or "recommended" (the overlay)
+    cfg.STUDY.CONFIG_FILES = ()  # base, model file and overlays merged, in order (set by load_cfg)
 
     cfg.SEED = 0  # detectron2 uses -1 = random; fixed by default for reproducible runs
-
-    import torch
-
-    # detectron2 defaults to "cuda"; choosing what is there lets the same YAML run on a laptop.
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def get_cfg() -> CN:
@@ -101,58 +123,117 @@ def resolve_config_path(config_file: str | os.PathLike) -> Path:
     raise FetalHeartError(f"config file not found: {config_file}")
 
 
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise FetalHeartError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FetalHeartError(f"{path}: a config must be a mapping of KEY: value")
+    return data
+
+
+def _merge_overlay(cfg: CN, path: Path) -> None:
+    """An overlay changes a few keys on top of whatever config it is given: it has no _BASE_."""
+    data = _read_yaml(path)
+    if "_BASE_" in data:
+        raise FetalHeartError(f"{path}: an overlay must not have _BASE_ (it applies on top of any config)")
+    cfg.merge_from_other_cfg(CN(data))
+
+
 def load_cfg(config_file: str | os.PathLike | None = None, opts: Sequence[str] = (), base: str | None = None,
-             freeze: bool = True, cpu_fallback: bool = False) -> CN:
-    """Load a YAML config (``_BASE_`` chains allowed) and ``KEY VALUE`` overrides, then finalize.
+             freeze: bool = True, cpu_fallback: bool = False, overlays: Sequence[str | os.PathLike] = ()) -> CN:
+    """Load a YAML config (``_BASE_`` chains allowed), overlays, ``KEY VALUE`` overrides; finalize.
 
     ``base`` replaces the file's own ``_BASE_`` chain: the study's model files carry only what
     differs between models, so ``run_grid`` can train them on the from-scratch base instead.
+    ``overlays`` (e.g. ``overlays/recommended.yaml``) are merged in order after the file.
     ``cpu_fallback``: a config saved on a GPU machine says "cuda"; evaluation and prediction on a
     machine without one run on the CPU instead of failing (training still fails: it would be slow).
     """
     cfg = get_cfg()
+    merged: list[str] = []
     try:
         if base:
-            cfg.merge_from_file(str(resolve_config_path(base)))
+            merged.append(str(resolve_config_path(base)))
+            cfg.merge_from_file(merged[-1])
         if config_file:
             path = resolve_config_path(config_file)
+            merged.append(str(path))
             if base:
-                own = yaml.safe_load(path.read_text()) or {}
+                own = _read_yaml(path)
                 own.pop("_BASE_", None)
                 cfg.merge_from_other_cfg(CN(own))
             else:
                 cfg.merge_from_file(str(path))
+        for overlay in overlays:
+            merged.append(str(resolve_config_path(overlay)))
+            _merge_overlay(cfg, Path(merged[-1]))
         cfg.merge_from_list(list(opts))
-        if cpu_fallback and cfg.MODEL.DEVICE.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                cfg.MODEL.DEVICE = "cpu"
-    except (KeyError, AssertionError, ValueError) as exc:
+    except (KeyError, AssertionError, ValueError, TypeError) as exc:
         # yacs says "Non-existent config key: X" for unknown keys; keep its wording, on one line.
-        raise FetalHeartError(f"bad config: {str(exc).strip()}") from None
-    finalize_cfg(cfg)
+        raise FetalHeartError(f"bad config: {' '.join(str(exc).split())}") from None
+    if merged and not cfg.STUDY.CONFIG_FILES:
+        cfg.STUDY.CONFIG_FILES = tuple(merged)
+    finalize_cfg(cfg, cpu_fallback=cpu_fallback)
     if freeze:
         cfg.freeze()
     return cfg
 
 
-def finalize_cfg(cfg: CN) -> CN:
-    """Derive MAX_ITER and periods from the epoch settings; check what would fail later."""
-    if cfg.SOLVER.EPOCHS > 0:
-        cfg.SOLVER.MAX_ITER = int(cfg.SOLVER.EPOCHS * cfg.SOLVER.STEPS_PER_EPOCH)
+def resolve_device(device: str, cpu_fallback: bool = False) -> str:
+    """"auto" -> "cuda" or "cpu" for this machine; "cuda" without a GPU is an error unless ``cpu_fallback``."""
+    if device != "auto" and not device.startswith("cuda"):
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if device == "auto" else device
+    if device == "auto" or cpu_fallback:
+        return "cpu"
+    raise FetalHeartError(f"MODEL.DEVICE is {device!r} but no CUDA GPU is available here; use MODEL.DEVICE cpu")
+
+
+def _derive_schedule(cfg: CN) -> None:
+    """EPOCHS > 0: MAX_ITER, LR steps, warm-up and periods as fractions of training (study's words)."""
+    s = cfg.SOLVER
+    if s.EPOCHS <= 0:
+        return
+    s.MAX_ITER = max(1, int(round(s.EPOCHS * s.STEPS_PER_EPOCH)))
+    bad = [f for f in s.STEP_FRACTIONS if not 0 < f < 1]
+    if bad or not 0 <= s.WARMUP_FRACTION < 1:
+        raise FetalHeartError("SOLVER.STEP_FRACTIONS and SOLVER.WARMUP_FRACTION must lie in (0, 1) / [0, 1)")
+    s.STEPS = tuple(sorted({int(round(f * s.MAX_ITER)) for f in s.STEP_FRACTIONS}))
+    s.WARMUP_ITERS = int(round(s.WARMUP_FRACTION * s.MAX_ITER))
+    if s.CHECKPOINT_FRACTION > 0:
+        s.CHECKPOINT_PERIOD = max(1, int(round(s.CHECKPOINT_FRACTION * s.MAX_ITER)))
+
+
+def finalize_cfg(cfg: CN, cpu_fallback: bool = False) -> CN:
+    """Derive the schedule, periods and device; check what would otherwise fail later."""
+    _derive_schedule(cfg)
     if cfg.TEST.EVAL_PERIOD <= 0:
         cfg.TEST.EVAL_PERIOD = int(cfg.SOLVER.STEPS_PER_EPOCH)
     if cfg.INPUT.RANDOM_FLIP not in ("none", "horizontal", "vertical"):
         raise FetalHeartError(f"INPUT.RANDOM_FLIP must be none|horizontal|vertical, got {cfg.INPUT.RANDOM_FLIP!r}")
-    if cfg.MODEL.DEVICE.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FetalHeartError(
-                f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA GPU is available here; use MODEL.DEVICE cpu"
-            )
+    if cfg.INPUT.SQUARE_SIZE and cfg.MODEL.META_ARCHITECTURE != "FetalHeartRCNN":
+        raise FetalHeartError("INPUT.SQUARE_SIZE needs MODEL.META_ARCHITECTURE FetalHeartRCNN "
+                              f"(got {cfg.MODEL.META_ARCHITECTURE}); or set INPUT.SQUARE_SIZE 0")
+    if cfg.MODEL.CLASS_NAMES and len(cfg.MODEL.CLASS_NAMES) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+        raise FetalHeartError(f"MODEL.CLASS_NAMES has {len(cfg.MODEL.CLASS_NAMES)} names but "
+                              f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}")
+    cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE, cpu_fallback)
     from fetalheart.enhance import parse_spec
 
     parse_spec(cfg.INPUT.ENHANCE)  # an unknown spec fails now, not after an hour of training
     return cfg
+
+
+def class_names(cfg: CN) -> tuple[str, ...]:
+    """The model's class names in output order (the 10 structures unless the config names others)."""
+    from fetalheart.classes import CLASS_NAMES
+
+    if cfg.MODEL.CLASS_NAMES:
+        return tuple(cfg.MODEL.CLASS_NAMES)
+    n = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    return CLASS_NAMES if n == len(CLASS_NAMES) else tuple(f"class{i + 1}" for i in range(n))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetalheart.classes import CATEGORY_IDS, CLASS_NAMES, coco_categories, normalize_label
+from fetalheart.classes import CLASS_NAMES, coco_categories, normalize_label
 from fetalheart.utils.errors import FetalHeartError
 
 import cv2
@@ -34,23 +34,24 @@ class Prediction:
     """Predictions for one frame at its original resolution (score and class filters applied)."""
 
     masks: np.ndarray  # (N, H, W) bool
-    classes: np.ndarray  # (N,) contiguous ids 0..9
+    classes: np.ndarray  # (N,) contiguous ids 0..C-1 of the model's class list
     scores: np.ndarray  # (N,)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # XYXY
 
 
-def parse_classes(text: str | None) -> list[int] | None:
-    """``"LA,RV,aorta"`` -> contiguous ids; None keeps all classes."""
+def parse_classes(text: str | None, class_names: Sequence[str] = CLASS_NAMES) -> list[int] | None:
+    """``"LA,RV,aorta"`` -> contiguous ids in the model's ``class_names``; None keeps all classes."""
     if not text:
         return None
+    by_key = {n.lower(): i for i, n in enumerate(class_names)}
     ids = []
-    for part in text.split(","):
-        if not part.strip():
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
             continue
-        name = normalize_label(part)
-        if name is None:
-            raise FetalHeartError(f"--classes: unknown class {part.strip()!r}; known: {', '.join(CLASS_NAMES)}")
-        ids.append(CLASS_NAMES.index(name))
+        i = by_key.get(part.lower(), by_key.get((normalize_label(part) or "").lower()))
+        if i is None:
+            raise FetalHeartError(f"--classes: unknown class {part!r}; the model's classes: {', '.join(class_names)}")
+        ids.append(i)
     return ids
 
 
@@ -58,16 +59,23 @@ class Predictor:
     """Model + the test-time preprocessing of its config; call with a list of BGR uint8 frames."""
 
     def __init__(self, cfg, score_thresh: float = 0.5, classes: Sequence[int] | None = None):
-        from fetalheart.data.augment import build_augmentations
-        from fetalheart.data.mapper import enhancement_augmentation
+        from fetalheart.config import class_names
+        from fetalheart.data.mapper import test_augmentations
         from fetalheart.engine.trainer import load_model_for_inference
 
         import torch
         from detectron2.data import transforms as T
 
         self.torch = torch
+        cfg = cfg.clone()
+        cfg.defrost()
+        # The model drops low scores before its mask head and before pasting masks at full
+        # resolution: nothing is computed for a detection that would be thrown away here.
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = max(float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST), float(score_thresh))
+        cfg.freeze()
+        self.class_names = class_names(cfg)
         self.model = load_model_for_inference(cfg)
-        self.augs = T.AugmentationList(enhancement_augmentation(cfg) + build_augmentations(cfg, False))
+        self.augs = T.AugmentationList(test_augmentations(cfg))
         self.AugInput = T.AugInput
         self.input_format = cfg.INPUT.FORMAT
         self.score_thresh = float(score_thresh)
@@ -149,7 +157,7 @@ def labelme_document(pred: Prediction, image_path: str, height: int, width: int,
 
 
 def coco_annotations(pred: Prediction, image_id: int, start_id: int) -> list[dict]:
-    """COCO annotations (RLE masks, XYWH boxes, score) of one frame's predictions."""
+    """COCO annotations (RLE masks, XYWH boxes, score) of one frame's predictions (category id = class + 1)."""
     import pycocotools.mask as mask_util
 
     anns = []
@@ -157,7 +165,7 @@ def coco_annotations(pred: Prediction, image_id: int, start_id: int) -> list[dic
         rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
         x, y, w, h = (float(v) for v in mask_util.toBbox(rle))
         rle["counts"] = rle["counts"].decode("ascii")
-        anns.append({"id": start_id + k, "image_id": image_id, "category_id": CATEGORY_IDS[CLASS_NAMES[int(c)]],
+        anns.append({"id": start_id + k, "image_id": image_id, "category_id": int(c) + 1,
                      "segmentation": rle, "bbox": [x, y, w, h], "area": float(mask_util.area(rle)),
                      "score": float(s), "iscrowd": 0})
     return anns
@@ -258,6 +266,7 @@ def run_prediction(
     if batch < 1 or every < 1:
         raise FetalHeartError("--batch and --every must be >= 1")
     sources = collect_sources(inputs)
+    names = tuple(getattr(predictor, "class_names", CLASS_NAMES))
     out = ensure_writable_dir(output_dir)
     if not overwrite:
         for name in ("predictions_coco.json", "coco_results.json", "labelme", "overlays"):
@@ -277,7 +286,7 @@ def run_prediction(
             results.extend({k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score")}
                            for a in anns)
             if lm_path is not None:
-                doc = labelme_document(pred, os.path.relpath(lm_image, lm_path.parent), *frame.shape[:2])
+                doc = labelme_document(pred, os.path.relpath(lm_image, lm_path.parent), *frame.shape[:2], names)
                 write_json_atomic(lm_path, doc, overwrite=True)
 
     def predict(frames):
@@ -306,7 +315,7 @@ def run_prediction(
         if overlays:
             for (_, stem, frame, *_), pred in zip(items, preds, strict=True):
                 write_image(out / "overlays" / f"{stem}.png", draw_instances(frame, pred.masks, pred.classes,
-                                                                              pred.scores), max_side=4096)
+                                                                              pred.scores, names), max_side=4096)
     for src in (s for s in sources if s.kind == "video"):
         vstem = _unique_stem(src.path.stem, used)
         cap = cv2.VideoCapture(str(src.path))
@@ -342,7 +351,7 @@ def run_prediction(
                         if not writer.isOpened():
                             raise FetalHeartError(f"cannot write overlay video for {src.path}")
                     for frame, pred in zip(frames, preds, strict=True):
-                        writer.write(draw_instances(frame, pred.masks, pred.classes, pred.scores))
+                        writer.write(draw_instances(frame, pred.masks, pred.classes, pred.scores, names))
         except BaseException as exc:
             if writer is not None:
                 writer.release()
@@ -354,7 +363,7 @@ def run_prediction(
     bar.close()
     total_s = time.perf_counter() - t0
     doc = {"info": {"description": "fetalheart predictions (annotations carry a score)"},
-           "images": images, "annotations": annotations, "categories": coco_categories()}
+           "images": images, "annotations": annotations, "categories": coco_categories(names)}
     write_json_atomic(out / "predictions_coco.json", doc, overwrite=True, indent=None)
     write_json_atomic(out / "coco_results.json", results, overwrite=True, indent=None)
     summary = {"frames": n_frames, "instances": len(annotations), "model_seconds": round(model_s, 3),

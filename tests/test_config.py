@@ -64,3 +64,81 @@ def test_bad_config_is_one_line_error(opts, words, monkeypatch):
 def test_missing_config_file():
     with pytest.raises(FetalHeartError, match="not found"):
         load_cfg(Path("nope.yaml"))
+
+
+# ----------------------------------------------------------------- study-faithful vs recommended
+
+STUDY_FAITHFUL = {  # key: (value, source): the study's statements, else Matterport's defaults
+    "MODEL.RESNETS.DEPTH": 50, "MODEL.MASK_ON": True, "SOLVER.BASE_LR": 0.01, "SOLVER.IMS_PER_BATCH": 1,
+    "SOLVER.MOMENTUM": 0.9, "SOLVER.MAX_ITER": 10_000, "SOLVER.STEPS": (), "SOLVER.WARMUP_ITERS": 0,
+    "SOLVER.WEIGHT_DECAY": 1e-4, "SOLVER.CLIP_GRADIENTS.ENABLED": True, "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "norm",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 5.0, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 200,
+    "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.33, "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3,
+    "TEST.DETECTIONS_PER_IMAGE": 100, "EVAL.SCORE_THRESH": 0.7, "EVAL.STUDY_MAP_MIN_SCORE": 0.7,
+    "EVAL.STUDY_MAP_MODE": "matterport", "MODEL.RPN.POST_NMS_TOPK_TRAIN": 2000, "MODEL.RPN.POST_NMS_TOPK_TEST": 1000,
+    "INPUT.MAX_SIZE_TRAIN": 512, "INPUT.SQUARE_SIZE": 512, "MODEL.META_ARCHITECTURE": "FetalHeartRCNN",
+    "INPUT.AUG.ROTATION": 0.0, "INPUT.AUG.SCALE": (1.0, 1.0), "INPUT.AUG.BRIGHTNESS": 0.0, "INPUT.AUG.CONTRAST": 0.0,
+    "INPUT.RANDOM_FLIP": "none", "DATALOADER.FILTER_EMPTY_ANNOTATIONS": True, "STUDY.PROTOCOL": "study-faithful",
+    "INPUT.ENHANCE": "ahe+clahe", "STUDY.MODEL_ID": 14, "MODEL.RESNETS.NORM": "FrozenBN",
+}
+
+
+def _get(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_model14_resolves_to_the_study_faithful_values():
+    cfg = load_cfg(CONFIGS_DIR / "study" / "model14.yaml")
+    got = {k: _get(cfg, k) for k in STUDY_FAITHFUL}
+    assert got == STUDY_FAITHFUL
+    assert [Path(p).name for p in cfg.STUDY.CONFIG_FILES] == ["model14.yaml"]  # the chain it came from
+
+
+@pytest.mark.parametrize("epochs, steps, warmup, checkpoint", [
+    (5, (1875, 2250), 125, 625), (20, (7500, 9000), 500, 2500), (40, (15000, 18000), 1000, 5000)])
+def test_recommended_schedule_scales_with_epochs(epochs, steps, warmup, checkpoint):
+    cfg = load_cfg(CONFIGS_DIR / "study" / "model14.yaml", ["SOLVER.EPOCHS", str(epochs)],
+                   overlays=["overlays/recommended.yaml"])
+    assert cfg.SOLVER.MAX_ITER == epochs * 500 and cfg.SOLVER.STEPS == steps
+    assert cfg.SOLVER.WARMUP_ITERS == warmup and cfg.SOLVER.CHECKPOINT_PERIOD == checkpoint
+    assert cfg.TEST.EVAL_PERIOD == 500  # one epoch
+    assert cfg.STUDY.PROTOCOL == "recommended" and not cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    assert cfg.INPUT.AUG.ROTATION == 10.0 and cfg.INPUT.ENHANCE == "ahe+clahe"  # the model file survives
+    assert Path(cfg.STUDY.CONFIG_FILES[-1]).name == "recommended.yaml"
+
+
+def test_overlay_with_base_is_refused(tmp_path):
+    bad = tmp_path / "o.yaml"
+    bad.write_text("_BASE_: x.yaml\nSOLVER:\n  BASE_LR: 0.1\n")
+    with pytest.raises(FetalHeartError, match="must not have _BASE_"):
+        load_cfg(BASE, overlays=[bad])
+
+
+def test_bad_fraction_is_one_line():
+    with pytest.raises(FetalHeartError, match="STEP_FRACTIONS"):
+        load_cfg(BASE, ["SOLVER.STEP_FRACTIONS", "(0.5, 1.5)"])
+
+
+def test_device_is_chosen_where_the_config_is_used(monkeypatch):
+    import torch
+
+    from fetalheart.config import get_cfg
+
+    assert get_cfg().MODEL.DEVICE == "auto"  # adding keys probes no hardware
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_cfg(BASE).MODEL.DEVICE == "cpu"
+    assert load_cfg(BASE, ["MODEL.DEVICE", "cuda"], cpu_fallback=True).MODEL.DEVICE == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load_cfg(BASE).MODEL.DEVICE == "cuda"
+
+
+def test_class_names_must_match_num_classes():
+    with pytest.raises(FetalHeartError, match="CLASS_NAMES has 2 names"):
+        load_cfg(BASE, ["MODEL.CLASS_NAMES", "('LV', 'Myocardium')"])
+    cfg = load_cfg(BASE, ["MODEL.CLASS_NAMES", "('LV', 'Myocardium')", "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+    from fetalheart.config import class_names
+
+    assert class_names(cfg) == ("LV", "Myocardium") and len(class_names(load_cfg(BASE))) == 10

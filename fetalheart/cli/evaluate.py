@@ -56,7 +56,8 @@ def _main(argv=None) -> int:
         extra += ["EVAL.BOOTSTRAP_SAMPLES", str(args.bootstrap)]
     if args.boundary:
         extra += ["EVAL.BOUNDARY_METRICS", "True"]
-    cfg = load_cfg(args.config_file, [*args.opts, *extra])
+    # A run trained on a GPU box says MODEL.DEVICE cuda: evaluate it on the CPU here instead of failing.
+    cfg = load_cfg(args.config_file, [*args.opts, *extra], cpu_fallback=True)
     if not cfg.MODEL.WEIGHTS:
         raise FetalHeartError("give the model: MODEL.WEIGHTS <run>/model_final.pth")
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
@@ -69,7 +70,7 @@ def _main(argv=None) -> int:
     from detectron2.data import DatasetCatalog
 
     if dataset not in DatasetCatalog.list():
-        register_datasets_from_cfg(cfg)
+        register_datasets_from_cfg(cfg, training=False)
     out = args.output or default_output_dir(cfg.MODEL.WEIGHTS, dataset)
     res = evaluate_model(cfg, dataset, out, overwrite=args.overwrite, quiet=args.quiet)
     fh = res["results"].get("fetalheart", {})

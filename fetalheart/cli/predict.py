@@ -75,13 +75,16 @@ def _main(argv=None) -> int:
     from fetalheart.config import load_cfg
     from fetalheart.predict import Predictor, parse_classes, run_prediction
 
-    cfg = load_cfg(args.config_file, opts)
+    # A run trained on a GPU box says MODEL.DEVICE cuda: predict on the CPU here instead of failing.
+    cfg = load_cfg(args.config_file, opts, cpu_fallback=True)
     if not cfg.MODEL.WEIGHTS:
         raise FetalHeartError("give the model: MODEL.WEIGHTS <run>/model_final.pth")
     thresh = cfg.EVAL.SCORE_THRESH if args.score_thresh is None else args.score_thresh
     if not 0 <= thresh <= 1:
         raise FetalHeartError("--score-thresh must be in [0, 1]")
-    classes = parse_classes(args.classes)
+    from fetalheart.config import class_names
+
+    classes = parse_classes(args.classes, class_names(cfg))
     from fetalheart.predict import collect_sources
 
     collect_sources(inputs)  # fail on a bad input before loading the model

@@ -37,6 +37,8 @@ def build_parser():
                         help="use deterministic algorithms (slower on GPU; bit-for-bit repeatable runs)")
     parser.add_argument("--base", default=None,
                         help="replace the config's _BASE_ chain with this file (e.g. the from-scratch base)")
+    parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
+                        help="merge this overlay after the config (repeatable), e.g. configs/overlays/recommended.yaml")
     parser.add_argument("--overwrite", action="store_true",
                         help="train into an OUTPUT_DIR that already holds a finished or started run")
     return parser
@@ -56,7 +58,7 @@ def setup(args):
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.engine.run_info import write_run_info
 
-    cfg = load_cfg(args.config_file, args.opts, base=args.base)
+    cfg = load_cfg(args.config_file, args.opts, base=args.base, overlays=args.overlay)
     out = cfg.OUTPUT_DIR
     started = os.path.isdir(out) and any(f == "last_checkpoint" or (f.startswith("model_") and f.endswith(".pth"))
                                          for f in os.listdir(out))
@@ -69,7 +71,7 @@ def setup(args):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
-    register_datasets_from_cfg(cfg)
+    register_datasets_from_cfg(cfg, training=not args.eval_only)
     default_setup(cfg, args)
     logging.getLogger("detectron2.engine.train_loop").addFilter(_OneLineTrainingErrors())
     from detectron2.utils import comm

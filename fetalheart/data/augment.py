@@ -1,8 +1,8 @@
 """Anatomy-respecting augmentations, as detectron2 Augmentations switched by ``cfg.INPUT.AUG``.
 
-No flips by default (a mirrored four-chamber view swaps left and right heart). Intensity
-augmentations change pixels only; geometric ones go through detectron2's transforms, so boxes,
-polygons and masks follow.
+No flips by default (a mirrored four-chamber view swaps left and right heart). Photometric
+augmentations change pixels only and run before the enhancement under study (see mapper.py);
+geometric ones go through detectron2's transforms, so boxes, polygons and masks follow.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ class ResizeLongestEdge(T.Augmentation):
     """Resize so the long side is ``length`` (x a random scale): the study's 512x512 "square" mode.
 
     detectron2's ResizeShortestEdge with MIN=MAX=512 gives the same size but cannot jitter scale.
+    The square padding itself happens in the model (fetalheart.modeling.FetalHeartRCNN).
     """
 
     def __init__(self, length: int, scale: tuple[float, float] = (1.0, 1.0)):
@@ -84,8 +85,23 @@ class RandomSpeckle(T.Augmentation):
         return SpeckleTransform(self.std, int(np.random.randint(0, 2**31 - 1)))
 
 
-def build_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
-    """Resize (+ the enabled augmentations when training), in the order they are applied."""
+def photometric_augmentations(cfg) -> list[T.Augmentation]:
+    """The enabled intensity augmentations (training only), in the order they are applied."""
+    aug = cfg.INPUT.AUG
+    augs: list[T.Augmentation] = []
+    if aug.BRIGHTNESS > 0:
+        augs.append(T.RandomBrightness(1 - aug.BRIGHTNESS, 1 + aug.BRIGHTNESS))
+    if aug.CONTRAST > 0:
+        augs.append(T.RandomContrast(1 - aug.CONTRAST, 1 + aug.CONTRAST))
+    if aug.GAMMA > 0:
+        augs.append(RandomGamma(aug.GAMMA))
+    if aug.SPECKLE > 0:
+        augs.append(RandomSpeckle(aug.SPECKLE))
+    return augs
+
+
+def geometric_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
+    """Resize (+ scale jitter, flip, rotation when training), in the order they are applied."""
     aug = cfg.INPUT.AUG
     if not is_train:
         return [ResizeLongestEdge(cfg.INPUT.MAX_SIZE_TEST)]
@@ -95,12 +111,4 @@ def build_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
                                  vertical=cfg.INPUT.RANDOM_FLIP == "vertical"))
     if aug.ROTATION > 0:
         augs.append(T.RandomRotation([-aug.ROTATION, aug.ROTATION], expand=False))
-    if aug.BRIGHTNESS > 0:
-        augs.append(T.RandomBrightness(1 - aug.BRIGHTNESS, 1 + aug.BRIGHTNESS))
-    if aug.CONTRAST > 0:
-        augs.append(T.RandomContrast(1 - aug.CONTRAST, 1 + aug.CONTRAST))
-    if aug.GAMMA > 0:
-        augs.append(RandomGamma(aug.GAMMA))
-    if aug.SPECKLE > 0:
-        augs.append(RandomSpeckle(aug.SPECKLE))
     return augs

@@ -1,14 +1,17 @@
-"""DatasetMappers that apply the model's own enhancement (``cfg.INPUT.ENHANCE``) first.
+"""DatasetMappers that apply the model's own enhancement (``cfg.INPUT.ENHANCE``).
 
-Enhancement runs on the full-resolution frame before any resize, exactly as the offline
-``enhance_dataset`` tool would, so online and offline preprocessing give the same input.
+Order of the augmentation list, training: photometric augmentation (scanner gain, contrast) ->
+enhancement under study -> resize with scale jitter -> flip/rotation. The enhancement runs on the
+full-resolution frame before any resize, exactly as the offline ``enhance_dataset`` tool would,
+and is never perturbed after it is applied (the study compares enhancements). Evaluation and
+prediction: enhancement -> resize.
 """
 
 from __future__ import annotations
 
 import os
 
-from fetalheart.data.augment import build_augmentations
+from fetalheart.data.augment import geometric_augmentations, photometric_augmentations
 
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
@@ -23,19 +26,34 @@ def enhancement_augmentation(cfg) -> list[T.Augmentation]:
     return [] if enhancer.identity else [EnhanceAugmentation(enhancer)]
 
 
+def train_augmentations(cfg) -> list[T.Augmentation]:
+    """The full training augmentation list, in the order it is applied."""
+    return photometric_augmentations(cfg) + enhancement_augmentation(cfg) + geometric_augmentations(cfg, True)
+
+
+def test_augmentations(cfg) -> list[T.Augmentation]:
+    """Evaluation/prediction: the enhancement and the fixed test resize."""
+    return enhancement_augmentation(cfg) + geometric_augmentations(cfg, False)
+
+
+def _recompute_boxes(cfg) -> bool:
+    # Rotation (and any other geometric transform) moves a box's corners off the object; detectron2
+    # v0.6 recomputes boxes from masks only when cropping. Tight boxes come from the masks.
+    return bool(cfg.MODEL.MASK_ON)
+
+
 def build_train_mapper(cfg) -> DatasetMapper:
-    """Training: enhancement, resize with scale jitter, enabled augmentations; masks as polygons."""
-    return DatasetMapper(cfg, is_train=True,
-                         augmentations=enhancement_augmentation(cfg) + build_augmentations(cfg, True))
+    """Training: photometric augmentation, enhancement, resize with scale jitter, flip/rotation."""
+    return DatasetMapper(cfg, is_train=True, augmentations=train_augmentations(cfg),
+                         recompute_boxes=_recompute_boxes(cfg))
 
 
 def build_test_mapper(cfg) -> DatasetMapper:
     """Evaluation/prediction: enhancement and the fixed test resize, no annotations needed."""
-    return DatasetMapper(cfg, is_train=False,
-                         augmentations=enhancement_augmentation(cfg) + build_augmentations(cfg, False))
+    return DatasetMapper(cfg, is_train=False, augmentations=test_augmentations(cfg))
 
 
 def build_val_loss_mapper(cfg) -> DatasetMapper:
     """Validation loss: annotations kept (losses need them) but no random augmentation."""
-    return DatasetMapper(cfg, is_train=True,
-                         augmentations=enhancement_augmentation(cfg) + build_augmentations(cfg, False))
+    return DatasetMapper(cfg, is_train=True, augmentations=test_augmentations(cfg),
+                         recompute_boxes=_recompute_boxes(cfg))

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 
-from fetalheart import _compat
+import fetalheart.modeling  # noqa: F401  (registers FetalHeartRCNN with detectron2)
 from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
 from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
 from fetalheart.utils.errors import FetalHeartError
@@ -19,7 +19,6 @@ from fetalheart.utils.errors import FetalHeartError
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, hooks
-from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
@@ -38,11 +37,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        from fetalheart.evaluation.build import build_evaluators
+
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        try:
-            from fetalheart.evaluation import build_evaluators
-        except ImportError:  # evaluation package absent: COCO AP alone
-            return COCOEvaluator(dataset_name, output_dir=output_folder, **_compat.coco_evaluator_kwargs())
         return build_evaluators(cfg, dataset_name, output_folder)
 
     def build_hooks(self):
