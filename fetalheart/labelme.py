@@ -2,9 +2,11 @@
 
 We read the JSON ourselves instead of calling ``labelme.LabelFile``: labelme is an optional
 dependency (it pulls PyQt5), its loader asserts on bad input instead of saying what is wrong, and it
-rejects format variants we must accept (labelme 3.x files without ``shape_type``, X-AnyLabeling
-``rotation`` shapes, ``flags`` written as a list). Tests check our geometry against labelme's own
-``shape_to_mask``.
+rejects format variants we must accept: labelme 3.x files (no ``shape_type``, no ``group_id``, no image
+size, ``lineColor``/``fillColor``), X-AnyLabeling files (rectangles as 4 corner points, ``rotation``
+shapes, extra keys such as ``score``/``difficult``/``attributes`` and a top-level ``text``), ``flags``
+written as a list. Keys that no LabelMe version writes are ignored and counted (``unknown_keys``), so
+the report can list them once. Tests check our geometry against labelme's own ``shape_to_mask``.
 
 Coordinates: LabelMe points are in pixels of the EXIF-oriented image (labelme applies the EXIF
 orientation when it loads an image, and so does detectron2's ``read_image``).
@@ -35,7 +37,20 @@ AREA_SHAPE_TYPES = ("polygon", "rectangle", "circle", "mask", "rotation", "orien
 #: ``line`` as 4 numbers, which pycocotools then reads as a box).
 IGNORED_SHAPE_TYPES = ("point", "line", "linestrip", "points", "cuboid")
 
-_FRAME_RE = re.compile(r"^(?P<stem>.*?)[_\-.]?(?P<index>\d+)$")
+#: Top-level and per-shape keys written by some LabelMe version: 3.x (``lineColor``, ``fillColor``,
+#: ``line_color``, ``fill_color``), 4.x (``group_id``), 5.x (``description``, ``mask``), 6.x. Anything
+#: else (X-AnyLabeling's ``score``, ``difficult``, ``attributes``, ``kie_linking``, ``visible``, its
+#: top-level ``text``, ...) is ignored and counted.
+LABELME_TOP_KEYS = frozenset(
+    {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth", "lineColor", "fillColor"}
+)
+LABELME_SHAPE_KEYS = frozenset(
+    {"label", "points", "group_id", "shape_type", "flags", "description", "mask", "line_color", "fill_color"}
+)
+
+#: A frame index is the digits at the end of the name after a separator (``_``, ``-`` or ``.``):
+#: ``phantom_s3_000045`` -> 45, but ``case001`` has none (its digits are part of an id, not a frame number).
+_FRAME_RE = re.compile(r"^(?P<stem>.*?)[_\-.](?P<index>\d+)$")
 
 
 class LabelmeError(ValueError):
@@ -65,6 +80,8 @@ class LabelmeFile:
     width: int | None
     shapes: list[Shape] = field(default_factory=list)
     ignored_shapes: dict[str, int] = field(default_factory=dict)  # shape_type -> count
+    unknown_keys: dict[str, int] = field(default_factory=dict)  # "text" / "shapes[].score" -> count
+    four_point_rectangles: int = 0  # X-AnyLabeling rectangles (4 corners), read as polygons
 
 
 def load_json(path: Path) -> Any:
@@ -103,6 +120,23 @@ def _points(raw: Any, where: str) -> np.ndarray:
 
 def parse_labelme(obj: Any, path: Path) -> LabelmeFile:
     """Validate a parsed LabelMe dict; raise LabelmeError naming the first problem."""
+    out = _parse_header(obj, path)
+    for key in obj:
+        if key not in LABELME_TOP_KEYS:
+            out.unknown_keys[key] = out.unknown_keys.get(key, 0) + 1
+    shapes_raw = obj.get("shapes", [])
+    if shapes_raw is None:
+        shapes_raw = []
+    if not isinstance(shapes_raw, list):
+        raise LabelmeError("'shapes' must be a list")
+    for i, s in enumerate(shapes_raw):
+        shape = _parse_shape(s, i, out)
+        if shape is not None:
+            out.shapes.append(shape)
+    return out
+
+
+def _parse_header(obj: Any, path: Path) -> LabelmeFile:
     if not is_labelme(obj):
         raise LabelmeError("not a LabelMe file (no 'shapes' or 'imagePath')")
     image_path = obj.get("imagePath")
@@ -119,50 +153,57 @@ def parse_labelme(obj: Any, path: Path) -> LabelmeFile:
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             raise LabelmeError(f"'{key}' must be a positive integer, found {v!r}")
         size.append(v)
-    shapes_raw = obj.get("shapes", [])
-    if shapes_raw is None:
-        shapes_raw = []
-    if not isinstance(shapes_raw, list):
-        raise LabelmeError("'shapes' must be a list")
-    out = LabelmeFile(
+    return LabelmeFile(
         path=path,
         image_path=(image_path or "").replace("\\", "/"),
         image_data=image_data or None,
         height=size[0],
         width=size[1],
     )
-    for i, s in enumerate(shapes_raw):
-        where = f"shape {i}"
-        if not isinstance(s, dict):
-            raise LabelmeError(f"{where}: must be an object")
-        label = s.get("label")
-        if not isinstance(label, str) or not label.strip():
-            raise LabelmeError(f"{where}: 'label' must be a non-empty string")
-        where = f"shape {i} ({label!r})"
-        stype = s.get("shape_type") or "polygon"  # labelme 3.x: no shape_type, always polygons
-        if not isinstance(stype, str):
-            raise LabelmeError(f"{where}: 'shape_type' must be a string")
-        if stype in IGNORED_SHAPE_TYPES:
-            out.ignored_shapes[stype] = out.ignored_shapes.get(stype, 0) + 1
-            continue
-        if stype not in AREA_SHAPE_TYPES:
-            raise LabelmeError(f"{where}: unsupported shape_type {stype!r}")
-        gid = s.get("group_id")
-        if gid is not None and (isinstance(gid, bool) or not isinstance(gid, (int, str))):
-            raise LabelmeError(f"{where}: 'group_id' must be an integer or null")
-        pts = _points(s.get("points"), where)
-        mask_b64 = s.get("mask")
-        if stype == "mask":
-            if not isinstance(mask_b64, str) or not mask_b64:
-                raise LabelmeError(f"{where}: mask shape without a base64 PNG 'mask'")
-            if len(pts) != 2:
-                raise LabelmeError(f"{where}: mask shape needs 2 points (its box), found {len(pts)}")
-        elif stype in ("rectangle", "circle") and len(pts) != 2:
-            raise LabelmeError(f"{where}: {stype} needs 2 points, found {len(pts)}")
-        elif stype in ("rotation", "oriented_rectangle") and len(pts) != 4:
-            raise LabelmeError(f"{where}: {stype} needs 4 corner points, found {len(pts)}")
-        out.shapes.append(Shape(label.strip(), stype, pts, gid, mask_b64 if stype == "mask" else None, i))
-    return out
+
+
+def _parse_shape(s: Any, i: int, out: LabelmeFile) -> Shape | None:
+    """One shape -> Shape, or None for a shape without area (counted in ``out.ignored_shapes``)."""
+    where = f"shape {i}"
+    if not isinstance(s, dict):
+        raise LabelmeError(f"{where}: must be an object")
+    for key in s:
+        if key not in LABELME_SHAPE_KEYS:
+            out.unknown_keys[f"shapes[].{key}"] = out.unknown_keys.get(f"shapes[].{key}", 0) + 1
+    label = s.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise LabelmeError(f"{where}: 'label' must be a non-empty string")
+    where = f"shape {i} ({label!r})"
+    stype = s.get("shape_type") or "polygon"  # labelme 3.x: no shape_type, always polygons
+    if not isinstance(stype, str):
+        raise LabelmeError(f"{where}: 'shape_type' must be a string")
+    if stype in IGNORED_SHAPE_TYPES:
+        out.ignored_shapes[stype] = out.ignored_shapes.get(stype, 0) + 1
+        return None
+    if stype not in AREA_SHAPE_TYPES:
+        raise LabelmeError(f"{where}: unsupported shape_type {stype!r}")
+    gid = s.get("group_id")
+    if gid is not None and (isinstance(gid, bool) or not isinstance(gid, (int, str))):
+        raise LabelmeError(f"{where}: 'group_id' must be an integer or null")
+    pts = _points(s.get("points"), where)
+    mask_b64 = s.get("mask")
+    if stype == "rectangle" and len(pts) == 4:
+        # X-AnyLabeling writes the 4 corners (and a rotated or edited one need not be axis-aligned):
+        # the corners in drawing order are exactly the polygon the annotator saw.
+        stype = "polygon"
+        out.four_point_rectangles += 1
+    if stype == "mask":
+        if not isinstance(mask_b64, str) or not mask_b64:
+            raise LabelmeError(f"{where}: mask shape without a base64 PNG 'mask'")
+        if len(pts) != 2:
+            raise LabelmeError(f"{where}: mask shape needs 2 points (its box), found {len(pts)}")
+    elif stype == "rectangle" and len(pts) != 2:
+        raise LabelmeError(f"{where}: rectangle needs 2 points (or 4 corners), found {len(pts)}")
+    elif stype == "circle" and len(pts) != 2:
+        raise LabelmeError(f"{where}: circle needs 2 points, found {len(pts)}")
+    elif stype in ("rotation", "oriented_rectangle") and len(pts) != 4:
+        raise LabelmeError(f"{where}: {stype} needs 4 corner points, found {len(pts)}")
+    return Shape(label.strip(), stype, pts, gid, mask_b64 if stype == "mask" else None, i)
 
 
 # --------------------------------------------------------------------------------------------- images
@@ -224,8 +265,18 @@ def safe_image_name(image_path: str) -> str:
     return name
 
 
+#: File-name suffixes of the image formats the converter accepts (what Pillow, hence detectron2's
+#: ``read_image``, decodes): an ``imagePath`` with another suffix (e.g. the JSON itself) names no image.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif"})
+
+
+def has_image_suffix(name: str) -> bool:
+    """Whether ``name`` ends in a known image suffix (case-insensitive)."""
+    return PurePosixPath(name.replace("\\", "/")).suffix.lower() in IMAGE_SUFFIXES
+
+
 def frame_stem_and_index(name: str) -> tuple[str, int | None]:
-    """``phantom_s3_000045.png`` -> (``phantom_s3``, 45); no trailing digits -> (stem, None)."""
+    """``phantom_s3_000045.png`` -> (``phantom_s3``, 45); no index after a ``_``/``-``/``.`` -> (stem, None)."""
     stem = PurePosixPath(name).with_suffix("").as_posix()
     m = _FRAME_RE.match(stem)
     if not m or not m.group("stem"):

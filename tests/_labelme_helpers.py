@@ -72,3 +72,32 @@ def heart_shapes(offset: float = 0.0) -> list[dict]:
 
 def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def outline_band(shape_type: str, points, h: int, w: int, width: float = 1.5) -> np.ndarray:
+    """Pixels within ``width`` of a shape's outline (continuous geometry, pixel centres): where two
+    rasterisers may legitimately disagree."""
+    import cv2
+    from scipy import ndimage
+
+    pts = np.asarray(points, float)
+    if shape_type == "rectangle" and len(pts) == 2:
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    if shape_type == "circle":
+        r = np.hypot(*(pts[1] - pts[0]))
+        t = np.linspace(0, 2 * np.pi, 720, endpoint=False)
+        pts = np.stack([pts[0][0] + r * np.cos(t), pts[0][1] + r * np.sin(t)], 1)
+    line = np.full((h, w), 255, np.uint8)
+    cv2.polylines(line, [np.round(pts * 16).astype(np.int32)], True, 0, 1, cv2.LINE_8, shift=4)
+    return ndimage.distance_transform_edt(line) <= width
+
+
+def coco_masks(out: Path, split: str = "train") -> list[tuple[dict, np.ndarray]]:
+    """(annotation, decoded mask) for every annotation of a written COCO file, as the evaluator decodes them."""
+    from fetalheart.coco import segmentation_to_mask
+
+    doc = load(out / "annotations" / f"{split}.json")
+    img = {i["id"]: i for i in doc["images"]}
+    return [(a, segmentation_to_mask(a["segmentation"], img[a["image_id"]]["height"], img[a["image_id"]]["width"]))
+            for a in doc["annotations"]]

@@ -1,8 +1,9 @@
 """``labelme2coco INPUT [INPUT ...] -o OUT``: LabelMe JSON to a split COCO dataset with a report.
 
-Writes OUT/annotations/{train,val}.json, OUT/images/ (copies, or symlinks with --link; never
-re-encoded) and OUT/conversion_report.{json,md}. Every problem in the whole input is listed and
-nothing is written, unless --skip-invalid.
+Writes OUT/annotations/{train,val}.json (or, with --folds K, fold{i}_train.json and fold{i}_val.json
+for i = 0..K-1), OUT/images/ (copies, or symlinks with --link; never re-encoded) and
+OUT/conversion_report.{json,md}. Every problem in the whole input is listed and nothing is written,
+unless --skip-invalid.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fetalheart.split import DEFAULT_GUARD_GAP
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import number, run_cli
 
 EPILOG = """examples:
   # a folder of LabelMe files (searched recursively), grouped 80/20 split by video
@@ -21,11 +22,17 @@ EPILOG = """examples:
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch --labels labels.txt --val-list val.txt --link
   # videos named like patient07_clip2_000123.png: group by patient
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch --group-regex '^(patient\\d+)'
+  # 5-fold grouped cross-validation: annotations/fold0_train.json ... fold4_val.json
+  tools/labelme2coco.py data/labelme -o datasets/fetal4ch_cv --folds 5
 
-grouping: by default an image's group (video) is its name without the trailing frame index
-(phantom_s3_000045.png -> phantom_s3), including its sub-folder. With several groups, whole groups
-go to val; with one video, contiguous time blocks with --guard-gap frames left out between
-train and val (weaker than a split by video: the report says so).
+grouping: by default an image's group (video) is its name without the frame index that ends it after
+a '_', '-' or '.' (phantom_s3_000045.png -> phantom_s3; case001.png -> case001), including its
+sub-folder. With several groups, whole groups go to val: the set closest to --val-fraction (the
+report warns when it misses by more than 0.1). With one video, contiguous time blocks, and the train
+frames within --guard-gap source frames (or --guard-seconds) of a val frame left out (weaker than a
+split by video: the report says so). Source frame index and time come from a frames.csv of
+extract_frames beside the images (or one folder up), else the index in the file name is taken as
+the source frame index.
 """
 
 
@@ -40,8 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-regex", help="regex on the image name; its first group (or the match) is the video")
     p.add_argument("--val-list", type=Path,
                    help="file listing val image names, stems or groups, one a line (overrides --val-fraction)")
-    p.add_argument("--guard-gap", type=int, default=DEFAULT_GUARD_GAP,
-                   help=f"single video: frames left out next to each train/val boundary (default {DEFAULT_GUARD_GAP})")
+    guard = p.add_mutually_exclusive_group()
+    guard.add_argument("--guard-gap", type=number(int, minimum=0, strict=False), default=None, metavar="N",
+                       help="single video: train frames within N source-video frames of a val frame are left out "
+                            f"(default {DEFAULT_GUARD_GAP})")
+    guard.add_argument("--guard-seconds", type=number(float, minimum=0, strict=False), default=None, metavar="S",
+                       help="single video: the guard gap in seconds instead (needs frames.csv from extract_frames)")
+    p.add_argument("--folds", type=number(int, minimum=0, strict=False), default=0, metavar="K",
+                   help="write K grouped cross-validation folds (annotations/fold{i}_{train,val}.json) "
+                        "instead of train.json/val.json")
     p.add_argument("--labels", type=Path,
                    help="labels.txt, one class a line (default: the 10 structures LA RA LV RV TV PV MV AV Ao Spine)")
     p.add_argument("--unknown", choices=["error", "skip"], default="error",
@@ -51,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-empty", action="store_true", help="leave out images without shapes (kept by default)")
     p.add_argument("--skip-invalid", action="store_true", help="convert the valid files, list the rest in the report")
     p.add_argument("--link", action="store_true", help="symlink images into OUT/images instead of copying")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace this tool's outputs in OUT; annotation files of an earlier run that this run "
+                        "does not write (e.g. fold files) are deleted")
     p.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (warnings are still printed)")
     return p
 
 
@@ -66,14 +82,23 @@ def _main(argv=None) -> int:
         val_list=args.val_list, link=args.link, labels=args.labels, unknown=args.unknown,
         ignore_label=args.ignore_label, drop_empty=args.drop_empty, skip_invalid=args.skip_invalid,
         overwrite=args.overwrite, guard_gap=args.guard_gap, quiet=args.quiet, jobs=args.jobs,
+        folds=args.folds, guard_seconds=args.guard_seconds,
     )
     if not args.quiet:
-        im, inst = report["images"], report["instances"]
-        print(f"train: {im['train']} images, {sum(inst['train'].values())} instances; "
-              f"val: {im['val']} images, {sum(inst['val'].values())} instances; "
-              f"split {report['split']['method']}; report: {args.output / 'conversion_report.md'}",
-              file=sys.stderr)
+        print(_summary(report, args.output), file=sys.stderr)
     return 0
+
+
+def _summary(report: dict, out: Path) -> str:
+    im, inst = report["images"], report["instances"]
+    if "folds" in report:
+        sizes = ", ".join(f"{f['train']}/{f['val']}" for f in report["folds"]["per_fold"])
+        return (f"{im['total']} images, {sum(inst['total'].values())} instances in {report['folds']['k']} folds "
+                f"(train/val images: {sizes}); split {report['split']['method']}; "
+                f"report: {out / 'conversion_report.md'}")
+    return (f"train: {im['train']} images, {sum(inst['train'].values())} instances; "
+            f"val: {im['val']} images, {sum(inst['val'].values())} instances; "
+            f"split {report['split']['method']}; report: {out / 'conversion_report.md'}")
 
 
 def main(argv=None) -> int:
