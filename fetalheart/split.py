@@ -10,7 +10,6 @@ depends on the extraction rate).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -537,9 +536,3 @@ def _unseparated_warning(names: list[str], groups: dict[str, str]) -> list[str]:
             f"group: if they are frames of one video, name them '{p}_<frame>' or pass "
             f"--group-regex '^({re.escape(p)})[0-9]+'"]
 
-
-def val_fraction_of(assignment: dict[str, str]) -> float:
-    """Share of val among the images that are not excluded."""
-    sides = list(assignment.values())
-    n = sides.count(TRAIN) + sides.count(VAL)
-    return sides.count(VAL) / n if n else math.nan

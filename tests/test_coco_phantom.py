@@ -70,3 +70,37 @@ def test_single_phantom_video_uses_time_blocks(phantoms, tmp_path):
     assert report["images"]["excluded_guard_gap"] > 0
     md = (tmp_path / "one" / "conversion_report.md").read_text()
     assert "weaker than a split by video" in md and "| LA |" in md
+
+
+def test_three_phantom_videos_make_three_folds_by_video(phantoms, tmp_path):
+    """Acceptance: ``tools/labelme2coco.py <3 phantom videos' LabelMe> -o OUT --folds 3``; every image in
+    exactly one val fold, no video on both sides of any fold."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "cv"
+    cmd = [sys.executable, str(repo / "tools" / "labelme2coco.py"),
+           *[str(phantoms / f"s{s}" / "labelme") for s in range(3)], "-o", str(out), "--folds", "3"]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "in 3 folds" in proc.stderr and "Traceback" not in proc.stderr
+    report = json.loads((out / "conversion_report.json").read_text())
+    n_images = sum(1 for s in range(3) for _ in (phantoms / f"s{s}" / "labelme").glob("*.json"))
+    assert report["images"]["total"] == n_images and report["folds"]["k"] == 3
+    assert report["split"]["frame_index_source"] == {"frames.csv": n_images}  # the phantom's frames.csv
+    in_val = Counter()
+    for i in range(3):
+        sides = {}
+        for split in ("train", "val"):
+            coco = COCO(str(out / "annotations" / f"fold{i}_{split}.json"))
+            for img in coco.dataset["images"]:
+                assert img["group"] == default_group(img["file_name"])
+                sides.setdefault(img["group"], set()).add(split)
+                in_val[img["file_name"]] += split == "val"
+        assert set(sides) == {"phantom_s0", "phantom_s1", "phantom_s2"}
+        assert all(len(v) == 1 for v in sides.values())  # no video in both train and val of fold i
+        assert report["folds"]["per_fold"][i]["val_groups"] == sorted(g for g, v in sides.items() if v == {"val"})
+    assert len(in_val) == n_images and set(in_val.values()) == {1}  # every image in exactly one val fold
+    assert not (out / "annotations" / "train.json").exists()
