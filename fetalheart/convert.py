@@ -1,4 +1,4 @@
-"""LabelMe folders -> a COCO dataset folder (annotations/{train,val}.json, images/, report).
+"""LabelMe folders -> a COCO dataset folder (annotations/{train,val}.json or K folds, images/, report).
 
 Two passes: every file is read and checked (in parallel), every problem is collected; only when
 the whole input is valid (or ``skip_invalid``) is anything written, so a failed run leaves no
@@ -186,7 +186,7 @@ def _resolve_image(lf: LabelmeFile, job: Job, opts: _Options, res: FileResult) -
         except LabelmeError as exc:
             if not lf.image_data:
                 raise
-            file_problem = f"imagePath {lf.image_path!r} is {exc}"
+            file_problem = f"imagePath {lf.image_path!r}: {exc}"
     if info is None:
         if not lf.image_data:
             if candidate is not None:
@@ -392,14 +392,7 @@ def convert(
     existing = existing_outputs(out_dir)
     if existing and not overwrite:
         raise FetalHeartError(f"{out_dir} already holds a dataset ({existing[0]}); pass --overwrite to replace it")
-    cat_names = (
-        list(CLASS_NAMES)
-        if labels is None
-        else (read_labels_file(labels) if isinstance(labels, (str, Path)) else list(labels))
-    )
-    ignore = {IGNORE_LABEL}
-    if ignore_label:
-        ignore |= {ignore_label} if isinstance(ignore_label, str) else set(ignore_label)
+    cat_names, ignore = _label_setup(labels, ignore_label)
     label_map = LabelMap(tuple(cat_names), frozenset(x.strip().lower() for x in ignore))
     opts = _Options(label_map, unknown, max_pixels or MAX_IMAGE_PIXELS)
     val_entries = _read_val_list(val_list)
@@ -441,6 +434,19 @@ def convert(
     for w in report["split"]["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     return report
+
+
+def _label_setup(labels: Path | list[str] | None, ignore_label: str | list[str] | None) -> tuple[list[str], set[str]]:
+    """(category names, labels that become ignore regions)."""
+    cat_names = (
+        list(CLASS_NAMES)
+        if labels is None
+        else (read_labels_file(labels) if isinstance(labels, (str, Path)) else list(labels))
+    )
+    ignore = {IGNORE_LABEL}
+    if ignore_label:
+        ignore |= {ignore_label} if isinstance(ignore_label, str) else set(ignore_label)
+    return cat_names, ignore
 
 
 def _check_options(unknown: str, guard_gap: int | None, guard_seconds: float | None, folds: int, val_list) -> int:

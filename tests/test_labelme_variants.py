@@ -122,7 +122,7 @@ def test_broken_image_data_falls_back_to_image_path_and_both_broken_is_one_clear
     err = capsys.readouterr().err
     assert "Traceback" not in err
     line = next(ln for ln in err.splitlines() if "bad_000001.json:" in ln)
-    assert "imagePath 'bad_000001.json' is not a decodable image" in line and "embedded imageData" in line
+    assert "imagePath 'bad_000001.json': not a decodable image" in line and "embedded imageData" in line
 
 
 def test_labelme_3x_file_without_shape_type_group_id_or_size(tmp_path):
