@@ -421,8 +421,8 @@ def convert(
         val_fraction=val_fraction, seed=seed, group_regex=group_regex,
         val_list=str(val_list) if isinstance(val_list, (str, Path)) else val_list,
         link=link, labels=str(labels) if isinstance(labels, (str, Path)) else labels, unknown=unknown,
-        ignore_labels=sorted(ignore), drop_empty=drop_empty, skip_invalid=skip_invalid, guard_gap=guard_gap,
-        guard_seconds=guard_seconds, folds=folds,
+        ignore_labels=sorted(ignore), drop_empty=drop_empty, skip_invalid=skip_invalid,
+        guard_gap=guard_gap if guard_seconds is None else None, guard_seconds=guard_seconds, folds=folds,
     )  # fmt: skip
     run = _Run(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty, options, index_sources)
     report = _build_report(run, docs)
