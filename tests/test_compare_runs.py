@@ -1,51 +1,45 @@
-"""compare_runs on fake run folders with known numbers; Holm; the CLI."""
+"""compare_runs on evaluation folders with known numbers: folds, seeds, Holm, pooling folds, the CLI."""
 
 import csv
 import json
 
 from fetalheart.cli.compare_runs import main
-from fetalheart.evaluation.compare import compare, holm, load_runs, paired_wilcoxon
+from fetalheart.config import get_cfg
+from fetalheart.evaluation import build_evaluators
+from fetalheart.evaluation.compare import compare, holm, load_runs, pool_folds
+from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
 import pytest
+from _evaluation_helpers import PhantomModel, loader, make_coco_dataset, synthetic_record, write_eval
+from detectron2.evaluation import inference_on_dataset
 
 
-def fake_run(root, name, enhance, momentum, dice_per_image, segm_ap, model_id=0, seed=0):
-    """A run folder as train_net + evaluate leave it: config.yaml, eval/val/{report.json,per_image.csv}."""
-    run = root / name
-    ev = run / "eval" / "val"
-    ev.mkdir(parents=True)
-    (run / "config.yaml").write_text(
-        f"INPUT:\n  ENHANCE: {enhance}\nSOLVER:\n  MOMENTUM: {momentum}\nSTUDY:\n  MODEL_ID: {model_id}\n"
-        f"  NAME: ''\nSEED: {seed}\n")
-    d = np.asarray(dice_per_image, float)
-    report = {
-        "dataset": "val",
-        "coco": {"segm": {"AP": segm_ap * 100}, "bbox": {"AP": 0.0}},
-        "study_map": {"mAP": segm_ap * 0.9},
-        "overall": {"iou_macro": {"mean": float(d.mean()) * 0.8, "ci_low": None, "ci_high": None},
-                    "dice_macro": {"mean": float(d.mean()), "ci_low": float(d.min()), "ci_high": float(d.max())}},
-    }
-    (ev / "report.json").write_text(json.dumps(report))
-    with open(ev / "per_image.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image_id", "file_name", "class", "iou", "dice"])
-        for i, v in enumerate(d):  # two classes per image, mean = v
-            w.writerow([i, f"img{i}.png", "LA", 0, v - 0.05])
-            w.writerow([i, f"img{i}.png", "RA", 0, v + 0.05])
-    return run
+def _records(dice_by_video: dict[str, float], frames: int = 3, offset: int = 0) -> list:
+    """Per video ``frames`` frames with LA and LV at the given Dice (gt = pred area = 100)."""
+    recs = []
+    for v, (video, dice) in enumerate(dice_by_video.items()):
+        inter = int(round(100 * dice))
+        for k in range(frames):
+            recs.append(synthetic_record(offset + frames * v + k, video, {0: (inter, 100, 100), 2: (inter, 100, 100)}))
+    return recs
+
+
+def _run(root, name, enhance, dice_by_video, segm_ap, model_id, fold=-1, seed=0, offset=0):
+    return write_eval(root / name / "eval" / "val", _records(dice_by_video, offset=offset),
+                      {"enhance": enhance, "momentum": 0.9, "study_model_id": model_id, "study_name": "",
+                       "fold": fold, "seed": seed}, segm_ap=segm_ap).parent.parent
 
 
 @pytest.fixture
 def runs(tmp_path):
     rng = np.random.default_rng(0)
-    base = rng.uniform(0.4, 0.6, 20)
-    return [
-        fake_run(tmp_path, "orig", "original", 0.9, base, 0.30, model_id=1),
-        fake_run(tmp_path, "ahe_clahe", "ahe+clahe", 0.9, base + rng.uniform(0.1, 0.2, 20), 0.40, model_id=14),
-        fake_run(tmp_path, "he", "he", 0.9, base + rng.normal(0, 0.01, 20), 0.29, model_id=2),
-        fake_run(tmp_path, "orig_m99", "original", 0.99, base - 0.1, 0.2, model_id=12),
-    ]
+    videos = [f"vid{k}" for k in range(10)]
+    base = dict(zip(videos, rng.uniform(0.5, 0.7, 10), strict=True))
+    better = {v: d + rng.uniform(0.1, 0.2) for v, d in base.items()}
+    same = {v: d + rng.choice([-0.01, 0.01]) for v, d in base.items()}
+    return [_run(tmp_path, "orig", "original", base, 0.30, 1), _run(tmp_path, "ahe_clahe", "ahe+clahe", better, 0.40, 14),
+            _run(tmp_path, "he", "he", same, 0.29, 2)]
 
 
 def test_holm_hand_computed():
@@ -56,54 +50,98 @@ def test_holm_hand_computed():
     assert np.isnan(out[0]) and out[1] == pytest.approx(0.01)
 
 
-def test_paired_wilcoxon():
-    a = {str(i): 0.5 + 0.01 * i for i in range(12)}
-    b = {k: v - 0.1 for k, v in a.items()}
-    t = paired_wilcoxon(a, b)
-    assert t["n"] == 12 and t["p"] < 0.001 and t["median_diff"] == pytest.approx(0.1)
-    assert paired_wilcoxon(a, a)["p"] == 1.0
-    assert paired_wilcoxon(a, {"x": 1.0})["n"] == 0
-
-
 def test_compare_table(runs):
-    table = compare(load_runs(runs))
+    table = compare(load_runs(runs), n_boot=300)
     rows = {r["model"]: r for r in table["rows"]}
-    assert set(rows) == {"model 1", "model 14", "model 2", "model 12"}
+    assert set(rows) == {"model 1", "model 14", "model 2"}
     assert table["best"] == "model 14" and rows["model 14"]["rank_segm_AP"] == 1
     assert rows["model 14"]["segm_AP"] == pytest.approx(0.40)
-    # baseline: Original at the same momentum
-    assert rows["model 14"]["baseline"] == "model 1" and rows["model 2"]["baseline"] == "model 1"
-    assert rows["model 12"]["baseline"] == "(baseline)" and rows["model 1"]["baseline"] == "(baseline)"
+    assert rows["model 14"]["baseline"] == "model 1" and rows["model 1"]["baseline"] == "(baseline)"
     t = rows["model 14"]["test"]
-    assert t["n"] == 20 and t["p_holm"] < 0.001 and rows["model 14"]["verdict"] == "better"
-    assert t["p_holm"] == pytest.approx(min(1, 2 * t["p"])) or t["p_holm"] >= t["p"]
-    assert rows["model 2"]["verdict"] == "n.s."
-    assert table["n_comparisons"] == 2
+    # 10 videos, all better: exact two-sided p = 2 / 2**10, Holm x2
+    assert t["n_groups"] == 10 and t["n_frames"] == 30 and t["p"] == pytest.approx(2 / 1024)
+    assert t["p_holm"] == pytest.approx(min(1, 2 * t["p"])) and rows["model 14"]["verdict"] == "better"
+    assert 0.1 <= t["ci_low"] <= t["mean_diff"] <= t["ci_high"] <= 0.2 and t["rank_biserial"] == 1.0
+    assert rows["model 2"]["verdict"] == "n.s." and table["n_comparisons"] == 2
+    # pooled Dice of a single run is the run's own macro Dice, CI from 10 groups
+    assert rows["model 1"]["dice_pooled"] == pytest.approx(rows["model 1"]["dice"], abs=1e-9)
+    assert rows["model 1"]["n_groups"] == 10 and rows["model 1"]["dice_ci_low"] < rows["model 1"]["dice"]
 
 
-def test_seeds_grouped(tmp_path):
-    base = np.linspace(0.3, 0.7, 10)
-    a = fake_run(tmp_path, "s0", "ahe", 0.9, base, 0.30, model_id=3, seed=0)
-    b = fake_run(tmp_path, "s1", "ahe", 0.9, base + 0.02, 0.34, model_id=3, seed=1)
-    table = compare(load_runs([a, b]))
-    (row,) = table["rows"]
-    assert row["n_seeds"] == 2
-    assert row["segm_AP"] == pytest.approx(0.32)
-    assert row["segm_AP_seed_std"] == pytest.approx(np.std([0.30, 0.34], ddof=1))
+def test_folds_and_seeds(tmp_path):
+    runs = []
+    for fold in range(3):
+        videos = {f"f{fold}v{k}": 0.5 + 0.1 * fold + 0.01 * k for k in range(3)}  # each video in one fold
+        for seed in (0, 1):
+            runs.append(_run(tmp_path, f"b{fold}{seed}", "original", videos, 0.3, 1, fold, seed, offset=100 * fold))
+            shifted = {v: d + 0.05 + 0.02 * seed for v, d in videos.items()}
+            runs.append(_run(tmp_path, f"m{fold}{seed}", "clahe", shifted, 0.3 + 0.1 * fold + 0.02 * seed, 3, fold,
+                             seed, offset=100 * fold))
+    table = compare(load_runs(runs), n_boot=200)
+    row = next(r for r in table["rows"] if r["model"] == "model 3")
+    assert row["n_folds"] == 3 and row["n_seeds"] == 2 and row["n_runs"] == 6
+    fold_means = [0.3 + 0.1 * f + 0.01 for f in range(3)]  # seeds averaged within each fold
+    assert row["segm_AP"] == pytest.approx(np.mean(fold_means))
+    assert row["segm_AP_fold_std"] == pytest.approx(np.std(fold_means, ddof=1))
+    assert row["segm_AP_seed_std"] == pytest.approx(np.std([0.0, 0.02], ddof=1))
+    t = row["test"]  # paired at fold x video: 3 folds x 3 videos
+    assert t["n_groups"] == 9 and t["n_frames"] == 27 and t["mean_diff"] == pytest.approx(0.06, abs=1e-9)
+    assert row["verdict"] == "better" and row["n_groups"] == 9
+    # a model may not mix fold runs with plain runs
+    extra = _run(tmp_path, "plain", "clahe", {"x": 0.5}, 0.3, 3)
+    with pytest.raises(FetalHeartError, match="mixes fold runs"):
+        compare(load_runs([*runs, extra]))
 
 
 def test_cli(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main([*map(str, runs), "-o", str(out), "--quiet"]) == 0
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--bootstrap", "200"]) == 0
     for f in ("comparison.md", "comparison.csv", "comparison.json", "comparison.png"):
         assert (out / f).is_file()
     with open(out / "comparison.csv") as f:
         rows = {r["model"]: r for r in csv.DictReader(f)}
-    assert rows["model 14"]["verdict"] == "better" and float(rows["model 14"]["p_holm"]) < 0.001
+    assert rows["model 14"]["verdict"] == "better" and float(rows["model 14"]["p_holm"]) < 0.01
     md = (out / "comparison.md").read_text()
-    assert "Wilcoxon" in md and "| 1 | model 14 |" in md
+    assert "Wilcoxon" in md and "| 1 | model 14 |" in md and "Paired comparison with the baseline" in md
     # refuses to overwrite; one-line error, exit 2
     assert main([*map(str, runs), "-o", str(out), "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), "-o", str(out)]) == 2
-    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--baseline", "model 2"]) == 0
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--group-regex", "(["]) == 2
+    assert "not a valid regular expression" in capsys.readouterr().err
+    # regroup by file name: the synthetic names are /data/vid<k>_<id>.png -> 2 groups: vid0, vid1..vid9
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--group-regex", r"(vid\d)"]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    t = next(r for r in table["rows"] if r["model"] == "model 14")["test"]
+    assert t["n_groups"] == 10 and t["p"] is not None
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--group-regex", r"(vid[0-2])_"]) == 2
+    assert "does not match" in capsys.readouterr().err
+
+
+def _fold_eval(tmp_path, name, first, n, perturb):
+    ds = make_coco_dataset(tmp_path / "data", first=first, n_images=n, empty=(1, 5))
+    cfg = get_cfg()
+    cfg.EVAL.BOOTSTRAP_SAMPLES = 100
+    ev = build_evaluators(cfg, ds, str(tmp_path / name))
+    return inference_on_dataset(PhantomModel(ds, **perturb), loader(ds), ev), ev.report
+
+
+def test_pool_folds_equals_one_evaluation_of_the_union(tmp_path):
+    perturb = {"shift": {0: 5}, "extra_fp": True}
+    # the same 8 frames, once as two disjoint folds and once as one dataset
+    _fold_eval(tmp_path, "fold0", 0, 4, perturb)
+    _fold_eval(tmp_path, "fold1", 4, 4, perturb)
+    results, union = _fold_eval(tmp_path, "union", 0, 8, perturb)
+    pooled = pool_folds([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "pooled")
+    for key in ("overall", "per_class", "study_map", "confusion_matrix"):
+        assert json.dumps(pooled[key], sort_keys=True, default=str) == json.dumps(union[key], sort_keys=True,
+                                                                                 default=str), key
+    for task in ("segm", "bbox"):
+        for k in ("AP", "AP50", "AP75", "AP-LA", "AP-LV", "AP-Spine"):
+            assert pooled["coco"][task][k] == pytest.approx(results[task][k], abs=1e-9), (task, k)
+    assert pooled["coco"]["segm"]["AP"] < 100 and (tmp_path / "pooled" / "report.md").is_file()
+    assert pooled["run"]["fold"] == "pooled" and pooled["n_images"] == 8
+    with pytest.raises(FetalHeartError, match="exists"):
+        pool_folds([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "pooled")
+    with pytest.raises(FetalHeartError, match="several folds"):
+        pool_folds([tmp_path / "fold0", tmp_path / "union"], tmp_path / "bad")

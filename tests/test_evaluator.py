@@ -5,7 +5,10 @@ import json
 
 from fetalheart.config import get_cfg
 from fetalheart.evaluation import build_evaluators
-from fetalheart.evaluation.report import write_report
+from fetalheart.evaluation.evaluator import SegmentationMetricsEvaluator
+from fetalheart.evaluation.pipeline import write_plots
+from fetalheart.evaluation.report import EvalSettings, records_from_report, summarize_records, write_report
+from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
 import pytest
@@ -32,24 +35,31 @@ def test_perfect_predictions(tmp_path):
     fh = results["fetalheart"]
     assert fh["dice_macro"] == pytest.approx(1.0) and fh["iou_micro"] == pytest.approx(1.0)
     assert fh["study_mAP"] == pytest.approx(1.0) and fh["f1"] == pytest.approx(1.0)
+    assert fh["study_mAP_matterport"] == pytest.approx(1.0) and fh["study_mAP_corrected"] == pytest.approx(1.0)
     assert fh["hd95_macro"] == pytest.approx(0.0)
     # detectron2's EvalHook requires a nested dict of floats: "fetalheart/dice_macro" readable
     flat = flatten_results_dict(results)
     assert all(isinstance(float(v), float) for v in flat.values())
     assert "fetalheart/dice_macro" in flat and "segm/AP" in flat
-    # the report: classes absent everywhere are not counted (NaN), present ones have n
+    # the report: classes absent everywhere are not counted (NaN), present ones have n frames / groups
     rep = ev.report
-    assert rep["per_class"]["LA"]["dice"]["n"] == 4 and rep["per_class"]["Spine"]["dice"]["n"] == 2
+    assert rep["per_class"]["LA"]["dice"]["n"] == 4 and rep["per_class"]["LA"]["dice"]["n_groups"] == 2
+    assert rep["per_class"]["Spine"]["dice"]["n"] == 2
     assert np.isnan(rep["per_class"]["RA"]["dice"]["mean"])
     assert rep["overall"]["empty_cases"]["empty_both_not_counted"] == 4 * 10 - 10
+    assert rep["n_groups"] == 2 and rep["summary"]["dice_macro"] == pytest.approx(1.0)
     out = tmp_path / "out"
     for f in ("report.json", "per_class.csv", "per_image.csv", "report.md", "coco_instances_results.json"):
         assert (out / f).is_file(), f
     md = (out / "report.md").read_text()
-    assert "Semantic IoU / Dice" in md and "| LA | 4 | 1.000 |" in md
+    assert "Semantic IoU / Dice" in md and "| LA | 4 / 2 | 1.000 |" in md
+    assert "4 frames from 2 groups" in md and "Study mAP, Matterport (shown as study mAP)" in md
     j = json.loads((out / "report.json").read_text())  # strict JSON: NaN written as null
     assert j["per_class"]["RA"]["dice"]["mean"] is None
     assert j["coco"]["segm"]["AP"] == pytest.approx(100.0)
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["group"] for r in rows} == {str(tmp_path / "data" / "vid0"), str(tmp_path / "data" / "vid1")}
 
 
 def test_perturbed_predictions_hand_computed(tmp_path):
@@ -72,15 +82,46 @@ def test_perturbed_predictions_hand_computed(tmp_path):
     assert cm[2, 10] == 4 and cm[10, 5] == 4 and cm[0, 0] == 4
     assert rep["per_class"]["LA"]["hd95"]["mean"] == pytest.approx(5.0)
     assert results["segm"]["AP"] < 100
+    # corrected mAP by hand: LA (IoU 0.6) AP 1 at 0.50, 0.55, 0.60, 0 above -> 0.3; LV 0; Spine 1;
+    # PV has no ground truth (not averaged) -> (0.3 + 0 + 1) / 3
+    assert results["fetalheart"]["study_mAP_corrected"] == pytest.approx(1.3 / 3)
     with open(tmp_path / "out" / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     la_rows = [r for r in rows if r["class"] == "LA"]
     assert len(la_rows) == 4 and all(float(r["dice"]) == pytest.approx(0.75) for r in la_rows)
 
 
-def test_write_report_refuses_overwrite(tmp_path):
-    _, ev = _run(tmp_path)
-    from fetalheart.utils.errors import FetalHeartError
+def test_report_round_trips_through_report_json(tmp_path):
+    # pooling and compare_runs rebuild the records from report.json: they must give the same report
+    _, ev = _run(tmp_path, drop_classes=(2,), shift={0: 5}, extra_fp=True)
+    j = json.loads((tmp_path / "out" / "report.json").read_text())
+    again = summarize_records(records_from_report(j), j["classes"], ev.segmentation.settings)
+    for key in ("overall", "per_class", "study_map", "confusion_matrix", "per_image"):
+        a, b = json.dumps(again[key], sort_keys=True, default=str), json.dumps(ev.report[key], sort_keys=True,
+                                                                                default=str)
+        assert a == b, key
 
+
+def test_settings_from_config_and_validation(tmp_path):
+    name = make_dataset(tmp_path / "data")
+    cfg = get_cfg()
+    cfg.EVAL.STUDY_MAP_MODE = "corrected"
+    cfg.EVAL.STUDY_MAP_MIN_SCORE = 0.95
+    ev = SegmentationMetricsEvaluator.from_config(cfg, name)
+    assert ev.settings.study_map_mode == "corrected" and ev.settings.study_map_min_score == 0.95
+    # predictions score 0.99..0.90: only those >= 0.95 reach the mAPs
+    inference_on_dataset(PhantomModel(name), loader(name), ev)
+    sm = ev.report["study_map"]
+    assert sm["mode"] == "corrected" and sm["mAP"] == sm["corrected"]["mAP"] < 1
+    assert ev.report["overall"]["dice_macro"]["mean"] == pytest.approx(1.0)  # IoU/Dice cut stays 0.5
+    with pytest.raises(FetalHeartError, match="STUDY_MAP_MODE"):
+        EvalSettings(study_map_mode="coco")
+
+
+def test_write_report_refuses_overwrite_and_plots(tmp_path):
+    _, ev = _run(tmp_path)
     with pytest.raises(FetalHeartError):
         write_report(ev.report, tmp_path / "out", overwrite=False)
+    made = write_plots(ev.report, tmp_path / "out")
+    assert made == ["plots/per_class.png", "plots/confusion_matrix.png"]
+    assert all((tmp_path / "out" / p).stat().st_size > 1000 for p in made)

@@ -1,12 +1,22 @@
-"""Metric functions against hand-computed cases."""
+"""Metric functions against hand-computed cases, scipy and Matterport's reference cases."""
 
 import math
 
 from fetalheart.evaluation import metrics as M
-from fetalheart.evaluation.study_map import image_ap, summarize_study_map, voc_ap
+from fetalheart.evaluation.study_map import (
+    corrected_detections,
+    matterport_ap_range,
+    matterport_overlaps,
+    matterport_voc_ap,
+    pooled_class_ap,
+    summarize_corrected,
+    summarize_matterport,
+)
 
 import numpy as np
 import pytest
+from scipy import stats
+from test_matterport_parity import CASES, rect_masks
 
 
 def box(h, w, y0, y1, x0, x1):
@@ -90,20 +100,6 @@ def test_confusion_counts_class_swap_and_background():
     assert cm.sum() == 3
 
 
-def test_bootstrap_ci_and_summary():
-    v = np.array([0.2, 0.4, 0.6, 0.8, np.nan])
-    s = M.summarize(v, n_boot=500, seed=1)
-    assert s["n"] == 4 and s["mean"] == pytest.approx(0.5)
-    assert s["std"] == pytest.approx(np.std([0.2, 0.4, 0.6, 0.8], ddof=1))
-    assert 0.2 <= s["ci_low"] < 0.5 < s["ci_high"] <= 0.8
-    assert M.bootstrap_ci(np.array([0.3]), 100) == (0.3, 0.3)
-    assert all(math.isnan(x) for x in M.bootstrap_ci(np.array([np.nan])))
-    # deterministic given the seed
-    assert M.bootstrap_ci(v, 200, seed=3) == M.bootstrap_ci(v, 200, seed=3)
-    constant = np.tile([[0.7, np.nan]], (5, 1))
-    assert M.bootstrap_macro_ci(constant, 100) == pytest.approx((0.7, 0.7))
-
-
 def test_boundary_metrics_shifted_square():
     gt = box(40, 40, 10, 20, 10, 20)
     pred = box(40, 40, 10, 20, 13, 23)  # shifted 3 px right
@@ -115,16 +111,104 @@ def test_boundary_metrics_shifted_square():
     assert M.boundary_metrics(pred, np.zeros_like(gt)) == (math.inf, math.inf)
 
 
-def test_study_map_matterport():
+def test_matterport_ap_on_masks_hand_computed():
     g1, g2 = box(12, 12, 0, 4, 0, 4), box(12, 12, 6, 10, 6, 10)
-    ap = image_ap(stack(g1, g2), [0, 1], stack(g1, g2), [0, 1], [0.9, 0.8])
-    assert np.allclose(ap, 1.0)
-    # one correct, one wrong class -> at each threshold precision [1, .5], recall [.5, .5] -> AP .5
-    ap = image_ap(stack(g1, g2), [0, 1], stack(g1, g2), [0, 0], [0.9, 0.8])
-    assert np.allclose(ap, 0.5)
+    ov = matterport_overlaps(stack(g1, g2), stack(g1, g2))
+    np.testing.assert_allclose(matterport_ap_range(ov, [0, 1], [0, 1], [0.9, 0.8]), 1.0)
+    # one correct, one wrong class -> precision [1, .5], recall [.5, .5] -> AP .5
+    np.testing.assert_allclose(matterport_ap_range(ov, [0, 1], [0, 0], [0.9, 0.8]), 0.5)
     # a high-scoring false positive first: precision [0, .5], recall [0, .5]; all-point interp -> .25
-    assert voc_ap(np.array([-1, 0]), 2) == pytest.approx(0.25)
-    assert np.allclose(image_ap(stack(g1), [0], stack(), [], []), 0.0)
-    assert np.isnan(image_ap(stack(), [], stack(g1), [0], [0.9])).all()
-    s = summarize_study_map(np.stack([np.ones(10), np.zeros(10), np.full(10, np.nan)]))
+    assert matterport_voc_ap(np.array([-1, 0]), 2) == pytest.approx(0.25)
+    np.testing.assert_allclose(matterport_ap_range(np.zeros((0, 1)), [0], [], []), 0.0)
+    assert np.isnan(matterport_ap_range(np.zeros((1, 0)), [], [0], [0.9])).all()
+    s = summarize_matterport(np.stack([np.ones(10), np.zeros(10), np.full(10, np.nan)]))
     assert s == {"mAP": 0.5, "mAP50": 0.5, "mAP75": 0.5, "n_images": 2}
+
+
+def _corrected_ap(case):
+    gt, pred = case["gt"], case["pred"]
+    pm, gm = rect_masks(pred, case["height"], case["width"]), rect_masks(gt, case["height"], case["width"])
+    dets = corrected_detections(M.mask_iou_matrix(pm, gm), [g["class"] for g in gt], [p["class"] for p in pred],
+                                [p["score"] for p in pred])
+    return pooled_class_ap(dets, np.bincount([g["class"] for g in gt], minlength=4))
+
+
+def test_corrected_equals_matterport_where_the_definitions_agree():
+    # One class, no duplicate of the top detection: one ranked list, no double match, so the corrected
+    # per-class AP must be Matterport's (an external check of the matching and the interpolation).
+    single = [c for c in CASES if len({g["class"] for g in c["gt"]} | {p["class"] for p in c["pred"]}) == 1
+              and c["name"] != "duplicate of the top detection"]
+    assert len(single) >= 8
+    for case in single:
+        ap = np.nanmean(_corrected_ap(case), 0)
+        np.testing.assert_allclose(ap, case["ap_per_threshold"], atol=1e-6, err_msg=case["name"])
+    # the duplicate: Matterport counts it twice (AP 2), the corrected variant once
+    dup = next(c for c in CASES if c["name"] == "duplicate of the top detection")
+    np.testing.assert_allclose(np.nanmean(_corrected_ap(dup), 0), 1.0)
+
+
+def test_corrected_pools_frames_per_class_hand_computed():
+    # class 0: frame A has a TP (score .9) and an FP (.8); frame B a TP (.7) -> ranked TP, FP, TP with
+    # 2 ground truths: precision 1, .5, .67; recall .5, .5, 1 -> AP = .5 * 1 + .5 * .67 = 5/6.
+    # class 1: one ground truth, never predicted -> 0. mAP = (5/6 + 0) / 2.
+    a = corrected_detections(np.array([[1.0], [0.0]]), [0], [0, 0], [0.9, 0.8])
+    b = corrected_detections(np.array([[1.0]]), [0], [0], [0.7])
+    ap = pooled_class_ap(np.concatenate([a, b]), np.array([2, 1, 0]))
+    np.testing.assert_allclose(ap[0], 5 / 6)
+    np.testing.assert_allclose(ap[1], 0.0)
+    assert np.isnan(ap[2]).all()  # no ground truth: not averaged
+    s = summarize_corrected(np.concatenate([a, b]), np.array([2, 1, 0]), ["a", "b", "c"])
+    assert s["mAP"] == pytest.approx(5 / 12) and s["n_classes"] == 2 and set(s["per_class"]) == {"a", "b"}
+
+
+# --- Cluster bootstrap ---------------------------------------------------------------------------
+
+
+def test_cluster_ratio_ci_equals_scipy_on_group_means_when_groups_are_equal():
+    # With the same number of frames per group, the frame mean is the mean of group means, and
+    # scipy's paired resampling draws the same group indices as resampling the group means.
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.3, 0.9, (7, 4))  # 7 groups x 4 frames
+    gidx = np.repeat(np.arange(7), 4)
+    s = M.summarize_grouped(values.ravel(), gidx, n_boot=500, seed=11)
+    ref = stats.bootstrap((values.mean(1),), np.mean, n_resamples=500, method="percentile",
+                          rng=np.random.default_rng(11)).confidence_interval
+    assert s["ci_low"] == pytest.approx(ref.low, abs=1e-12) and s["ci_high"] == pytest.approx(ref.high, abs=1e-12)
+    assert s["n"] == 28 and s["n_groups"] == 7 and s["mean"] == pytest.approx(values.mean())
+    assert s["std"] == pytest.approx(values.ravel().std(ddof=1))
+
+
+def test_cluster_ci_is_wider_than_a_frame_bootstrap_for_near_duplicate_frames():
+    # 5 videos x 20 near-identical frames: 100 frames but 5 independent values
+    rng = np.random.default_rng(1)
+    video = rng.uniform(0.4, 0.9, 5)
+    values = np.repeat(video, 20) + rng.normal(0, 0.001, 100)
+    gidx = np.repeat(np.arange(5), 20)
+    cluster = M.summarize_grouped(values, gidx, n_boot=1000, seed=0)
+    frames = M.summarize_grouped(values, np.arange(100), n_boot=1000, seed=0)  # every frame its own group
+    assert (cluster["ci_high"] - cluster["ci_low"]) > 3 * (frames["ci_high"] - frames["ci_low"])
+
+
+def test_grouped_summaries_edge_cases_and_macro_micro():
+    one = M.summarize_grouped(np.array([0.2, 0.4, np.nan]), np.array([0, 0, 0]), 100)
+    assert one["mean"] == pytest.approx(0.3) and one["n"] == 2 and one["n_groups"] == 1
+    assert math.isnan(one["ci_low"])  # one video: no between-video spread to resample
+    empty = M.summarize_grouped(np.array([np.nan]), np.array([0]), 100)
+    assert empty["n"] == 0 and math.isnan(empty["mean"])
+    # macro with one class = the per-class summary; NaN classes are skipped
+    x = np.array([[0.5, np.nan], [0.7, np.nan], [0.9, np.nan], [0.1, np.nan]])
+    g = np.array([0, 0, 1, 2])
+    mac, per = M.macro_summary(x, g, 300, 4), M.summarize_grouped(x[:, 0], g, 300, 4)
+    assert mac["mean"] == pytest.approx(per["mean"]) and (mac["ci_low"], mac["ci_high"]) == pytest.approx(
+        (per["ci_low"], per["ci_high"]))
+    assert mac["n"] == 4 and mac["n_groups"] == 3
+    # micro: ratio of pixel sums
+    counts = np.zeros((3, 2, 3))
+    counts[0, 0] = (10, 10, 10)
+    counts[1, 1] = (0, 10, 0)
+    counts[2, 0] = (5, 10, 10)
+    mic = M.micro_summary(counts, np.array([0, 1, 2]), 200, 0)
+    assert mic["dice"]["mean"] == pytest.approx(2 * 15 / 50) and mic["iou"]["mean"] == pytest.approx(15 / 35)
+    assert mic["dice"]["ci_low"] <= mic["dice"]["mean"] <= mic["dice"]["ci_high"]
+    # determinism
+    assert M.macro_summary(x, g, 300, 4) == mac

@@ -1,4 +1,4 @@
-"""Compare evaluated runs: table of models by mAP, IoU, Dice (CIs, ranks, seeds) and paired tests.
+"""Compare evaluated runs: table of models by mAP, IoU, Dice (folds, seeds, cluster CIs) and paired tests.
 
 Each RUN_DIR is a training run folder with eval/<dataset>/report.json (tools/evaluate.py output)
 or an evaluation folder itself. Writes comparison.{md,csv,json,png} into OUT.
@@ -11,13 +11,19 @@ import sys
 
 import fetalheart  # noqa: F401
 from fetalheart.utils.cli import run_cli
+from fetalheart.utils.errors import FetalHeartError
 
-EPILOG = """example:
+EPILOG = r"""example:
   tools/compare_runs.py output/model* -o output/comparison
   tools/compare_runs.py output/model1 output/model14 --baseline "model 1" --dataset fetalheart_val -o cmp
+  tools/compare_runs.py output/fold*/model* -o cmp --group-regex '(patient\d+)_'
 
-The paired test: two-sided Wilcoxon signed-rank on per-image mean Dice against the baseline
-(default: the Original-enhancement model at the same momentum), Holm-corrected over all rows.
+Runs of one model on several folds (DATASETS.FOLD) and seeds are grouped: mean +/- std over folds.
+The paired test against the baseline (default: the Original-enhancement model at the same momentum)
+scores every frame of both on one class set (empty frames kept, so false alarms count), averages the
+frames per group (video, or what --group-regex captures) and treats groups as the samples: mean
+difference with a cluster bootstrap CI, and with >= 6 groups a two-sided Wilcoxon signed-rank test,
+Holm-corrected over all rows. Definitions are written at the top of comparison.md.
 """
 
 
@@ -33,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="baseline model name or study id (default: Original at the same momentum)")
     p.add_argument("--rank-by", default="segm_AP", choices=METRICS, help="metric for ranks and best model")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    p.add_argument("--group-regex", default=None, metavar="REGEX",
+                   help="regroup frames by file name: the first capture group of REGEX (searched in the file "
+                        "path) names the video/patient (default: the group stored by evaluate)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing comparison files")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     return p
@@ -42,8 +53,13 @@ def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from fetalheart.evaluation.compare import compare, comparison_markdown, load_runs, write_comparison
 
-    runs = load_runs(args.runs, args.dataset)
-    table = compare(runs, baseline=args.baseline, rank_by=args.rank_by, alpha=args.alpha)
+    if not 0 < args.alpha < 1:
+        raise FetalHeartError("--alpha must be in (0, 1)")
+    if args.bootstrap < 0:
+        raise FetalHeartError("--bootstrap must be >= 0")
+    runs = load_runs(args.runs, args.dataset, group_regex=args.group_regex)
+    table = compare(runs, baseline=args.baseline, rank_by=args.rank_by, alpha=args.alpha, n_boot=args.bootstrap,
+                    seed=args.seed)
     write_comparison(table, args.output, overwrite=args.overwrite)
     if not args.quiet:
         print(comparison_markdown(table))

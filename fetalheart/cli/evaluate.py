@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="registered dataset name (default: the first of DATASETS.TEST)")
     p.add_argument("-o", "--output", default=None, metavar="OUT", help="output folder (default: <weights dir>/eval/<dataset>)")
     p.add_argument("--score-thresh", type=float, default=None,
-                   help="score threshold for IoU/Dice and study mAP (default: EVAL.SCORE_THRESH, 0.5)")
+                   help="score threshold for IoU/Dice and instance counts (default: EVAL.SCORE_THRESH, 0.5)")
+    p.add_argument("--study-map-mode", choices=("matterport", "corrected"), default=None,
+                   help="which mAP is the 'study mAP' (default: EVAL.STUDY_MAP_MODE, matterport); both are reported")
+    p.add_argument("--study-map-min-score", type=float, default=None, metavar="S",
+                   help="score cut for both mAPs (default: EVAL.STUDY_MAP_MIN_SCORE, 0.7 = Matterport's "
+                        "DETECTION_MIN_CONFIDENCE)")
     p.add_argument("--bootstrap", type=int, default=None, metavar="N", help="bootstrap resamples (default: EVAL.BOOTSTRAP_SAMPLES)")
     p.add_argument("--boundary", action="store_true", help="also HD95 and ASSD per class (slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in OUT")
@@ -52,6 +57,12 @@ def _main(argv=None) -> int:
         if not 0 <= args.score_thresh <= 1:
             raise FetalHeartError("--score-thresh must be in [0, 1]")
         extra += ["EVAL.SCORE_THRESH", str(args.score_thresh)]
+    if args.study_map_mode is not None:
+        extra += ["EVAL.STUDY_MAP_MODE", args.study_map_mode]
+    if args.study_map_min_score is not None:
+        if not 0 <= args.study_map_min_score <= 1:
+            raise FetalHeartError("--study-map-min-score must be in [0, 1]")
+        extra += ["EVAL.STUDY_MAP_MIN_SCORE", str(args.study_map_min_score)]
     if args.bootstrap is not None:
         extra += ["EVAL.BOOTSTRAP_SAMPLES", str(args.bootstrap)]
     if args.boundary:

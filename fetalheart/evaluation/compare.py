@@ -1,34 +1,73 @@
-"""Compare evaluated runs: a table of models, ranks, seeds, and paired tests against a baseline.
+"""Compare evaluated runs: one row per model, mean +/- std over folds and seeds, pooled CIs, paired tests.
 
-Each run contributes its ``report.json`` (summary numbers) and ``per_image.csv`` (per-image Dice,
-for the paired test). Runs of the same model (same study id / name, enhancement and momentum)
-with different seeds are grouped: the table shows their mean and spread over seeds, and the
-paired test uses the per-image Dice averaged over seeds.
+Each run contributes its ``report.json``: the summary numbers and the per-frame records (counts per
+class, group). Runs of one model (same study id / name, enhancement and momentum) on several folds
+and seeds are grouped. The paired test against a baseline uses one class set per frame for both
+models, keeps empty frames (so false alarms count) and treats groups (fold x video/patient), not
+frames, as the samples; see ``COMPARE_DEFINITIONS``. ``pool_folds`` pools the out-of-fold
+evaluations of one model's K folds into one report.
 
-Paired test: Wilcoxon signed-rank (scipy) on per-image mean Dice of the model vs its baseline
-(default: Original enhancement at the same momentum) over the images both were evaluated on,
-two-sided, then Holm's step-down correction over all comparisons in the table.
+No torch or detectron2 import here: a comparison of finished runs starts in a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetalheart.evaluation.metrics import _quiet_nan
+from fetalheart.evaluation.metrics import _quiet_nan, group_index, macro_summary
 from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
 import yaml
 
-METRICS = ("segm_AP", "study_mAP", "iou", "dice")
-METRIC_LABELS = {"segm_AP": "COCO segm AP", "study_mAP": "study mAP", "iou": "IoU", "dice": "Dice"}
+METRICS = ("segm_AP", "study_mAP", "corrected_mAP", "iou", "dice")
+METRIC_LABELS = {"segm_AP": "COCO segm AP", "study_mAP": "study mAP (Matterport)",
+                 "corrected_mAP": "mAP (corrected)", "iou": "IoU", "dice": "Dice"}
+#: With n groups the smallest two-sided exact Wilcoxon p is 2 / 2**n: 0.0625 for 5, 0.031 for 6.
+MIN_GROUPS_FOR_TEST = 6
+
+COMPARE_DEFINITIONS = """\
+**Per-run numbers** (COCO segm AP, study mAP (Matterport), corrected mAP, IoU and Dice macro) come
+from each run's report. A model evaluated on K folds shows the mean over folds +/- the standard
+deviation over folds (n = folds); with several seeds (per fold), seeds are averaged first and
+"s seeds" is the standard deviation over seeds (mean over folds; n = seeds).
+**Pooled [95% CI]**: IoU / Dice macro recomputed from the per-frame counts of all the model's runs (the
+out-of-fold frames of its K folds together; a frame's Dice averaged over seeds), with a cluster
+bootstrap CI resampling groups (n = frames / groups).
+**Paired comparison with the baseline**: on every frame evaluated for both models (same fold), one
+class set for both: the classes in the ground truth or predicted by either model. A model's frame
+score is its mean Dice over that set; a class absent from both its prediction and the ground truth
+counts 1 (a correct empty output: Metrics Reloaded's empty-reference case, made explicit), a frame
+whose set is empty scores 1 for both. Empty frames are therefore kept and a false alarm on one costs
+that model a 0. Frame scores are averaged per group (fold x video/patient; a group is in one
+validation fold), and groups are the samples: effect size = mean over groups of (model - baseline)
+with a 95% percentile bootstrap CI over groups (scipy.stats.bootstrap, {n_boot} resamples), and,
+with >= {min_groups} groups, a two-sided Wilcoxon signed-rank test on the group means (scipy) with
+the matched-pairs rank-biserial correlation r; p-values Holm-corrected over the table. With fewer
+groups no p-value is given (5 groups cannot reach p < 0.0625): the CI then describes frames of those
+groups only, not other videos.
+"""
+COMPARE_DEFINITIONS = COMPARE_DEFINITIONS.replace("\n**", "\n\n**")
+
+
+@dataclass
+class Frame:
+    """One evaluated frame of one run: its group and the (intersection, gt area, pred area) per class
+    counted there (a class absent from both ground truth and prediction is not listed)."""
+
+    file_name: str
+    group: str
+    counts: dict[int, tuple[float, float, float]]
 
 
 @dataclass
@@ -43,8 +82,9 @@ class EvaluatedRun:
     seed: int | None
     dataset: str
     metrics: dict[str, float]
-    ci: dict[str, tuple[float, float]]
-    per_image_dice: dict[str, float] = field(default_factory=dict)
+    fold: int = -1
+    classes: list[str] = field(default_factory=list)
+    frames: dict[str, Frame] = field(default_factory=dict)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -60,24 +100,75 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def paired_wilcoxon(a: dict[str, float], b: dict[str, float]) -> dict:
-    """Two-sided Wilcoxon signed-rank on the images in both; returns n, p, mean/median difference a-b."""
+# --- Paired statistics over groups ------------------------------------------------------------
+
+
+def rank_biserial(d: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation (T+ - T-) / (T+ + T-) of the nonzero differences
+    (Kerby 2014): +1 when every group favours the first model."""
+    from scipy.stats import rankdata
+
+    d = np.asarray(d, dtype=np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return 0.0
+    r = rankdata(np.abs(d))
+    return float((r[d > 0].sum() - r[d < 0].sum()) / r.sum())
+
+
+def group_means(values: np.ndarray, groups: Sequence) -> tuple[np.ndarray, list]:
+    """Mean of ``values`` per group (groups in order of first appearance) and the group labels."""
+    gidx, labels = group_index(groups)
+    v = np.asarray(values, dtype=np.float64)
+    return np.bincount(gidx, weights=v, minlength=len(labels)) / np.bincount(gidx, minlength=len(labels)), labels
+
+
+def mean_diff_ci(d: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of per-group differences (scipy.stats.bootstrap); NaN for < 2."""
+    from fetalheart.evaluation.metrics import _rng_kwargs
+
+    from scipy.stats import bootstrap
+
+    d = np.asarray(d, dtype=np.float64)
+    if d.size < 2 or n_boot <= 0:
+        return float("nan"), float("nan")
+    res = bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=1 - alpha, method="percentile",
+                    **_rng_kwargs(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_group_test(a: np.ndarray, b: np.ndarray, groups: Sequence, n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05, min_groups: int = MIN_GROUPS_FOR_TEST) -> dict:
+    """Paired comparison of per-frame scores ``a`` vs ``b`` with groups as the samples.
+
+    Returns n_frames, n_groups, mean_diff (mean over groups of a - b) with its bootstrap CI,
+    median_diff, and (with >= ``min_groups`` groups) the two-sided Wilcoxon signed-rank p on the
+    group means and the rank-biserial r; else p is NaN and ``note`` says why.
+    """
     from scipy.stats import wilcoxon
 
-    keys = sorted(k for k in set(a) & set(b) if np.isfinite(a[k]) and np.isfinite(b[k]))
-    x = np.array([a[k] for k in keys])
-    y = np.array([b[k] for k in keys])
-    res = {"n": len(keys), "p": float("nan"), "statistic": float("nan"),
-           "mean_diff": float(np.mean(x - y)) if keys else float("nan"),
-           "median_diff": float(np.median(x - y)) if keys else float("nan")}
-    if len(keys) == 0:
+    ma, labels = group_means(a, groups)
+    mb, _ = group_means(b, groups)
+    d = ma - mb
+    n = len(labels)
+    lo, hi = mean_diff_ci(d, n_boot, seed, alpha)
+    res = {"n_frames": int(len(a)), "n_groups": n, "mean_diff": float(d.mean()) if n else float("nan"),
+           "median_diff": float(np.median(d)) if n else float("nan"), "ci_low": lo, "ci_high": hi,
+           "p": float("nan"), "statistic": float("nan"), "rank_biserial": float("nan"), "note": ""}
+    if n < min_groups:
+        res["note"] = (f"{n} groups: no test (needs >= {min_groups}); the CI covers frames of {n} "
+                       f"group{'s' if n != 1 else ''} only")
         return res
-    if np.allclose(x, y):  # identical: scipy refuses all-zero differences; no evidence of a difference
+    res["rank_biserial"] = rank_biserial(d)
+    if np.all(d == 0):  # scipy refuses all-zero differences; there is no evidence of a difference
         res["p"] = 1.0
         return res
-    t = wilcoxon(x, y, alternative="two-sided")
+    t = wilcoxon(ma, mb, alternative="two-sided")
     res["p"], res["statistic"] = float(t.pvalue), float(t.statistic)
     return res
+
+
+# --- Loading runs -----------------------------------------------------------------------------
 
 
 def _find_reports(path: Path, dataset: str | None) -> list[Path]:
@@ -99,16 +190,49 @@ def _read_config(report_path: Path) -> dict:
     return {}
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FetalHeartError(f"cannot read {path}: {exc}") from None
+
+
 def _f(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def load_run(report_path: Path) -> EvaluatedRun:
-    """Read one evaluation folder (report.json, per_image.csv, config.yaml beside or in the run)."""
-    try:
-        rep = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FetalHeartError(f"cannot read {report_path}: {exc}") from None
+def _regroup(file_name: str, pattern: re.Pattern) -> str:
+    m = pattern.search(file_name)
+    if not m:
+        raise FetalHeartError(f"--group-regex {pattern.pattern!r} does not match {file_name!r}")
+    return m.group(1) if pattern.groups else m.group(0)
+
+
+def _frames(rep: dict, path: Path, group_regex: re.Pattern | None) -> dict[str, Frame]:
+    if "images" not in rep:
+        raise FetalHeartError(f"{path} has no per-frame records (written by an older fetalheart): "
+                              "re-run tools/evaluate.py --overwrite")
+    out = {}
+    for img in rep["images"]:
+        name = str(img.get("file_name", ""))
+        group = _regroup(name, group_regex) if group_regex else str(img.get("group") or name)
+        counts = {int(c): (float(v[0]), float(v[1]), float(v[2])) for c, v in img["classes"].items()
+                  if v[1] or v[2]}
+        out[str(img["image_id"])] = Frame(name, group, counts)
+    return out
+
+
+def _run_metrics(rep: dict) -> dict[str, float]:
+    o, sm = rep.get("overall", {}), rep.get("study_map", {})
+    return {"segm_AP": _f(rep.get("coco", {}).get("segm", {}).get("AP")) / 100.0,
+            "study_mAP": _f(sm.get("matterport", {}).get("mAP", sm.get("mAP"))),
+            "corrected_mAP": _f(sm.get("corrected", {}).get("mAP")),
+            "iou": _f(o.get("iou_macro", {}).get("mean")), "dice": _f(o.get("dice_macro", {}).get("mean"))}
+
+
+def load_run(report_path: Path, group_regex: str | None = None) -> EvaluatedRun:
+    """Read one evaluation folder (report.json; config.yaml beside it or in the run for older reports)."""
+    rep = _read_json(report_path)
     cfg = _read_config(report_path)
     run = rep.get("run", {})
     solver, inp, study = cfg.get("SOLVER", {}), cfg.get("INPUT", {}), cfg.get("STUDY", {})
@@ -118,29 +242,20 @@ def load_run(report_path: Path) -> EvaluatedRun:
     name = run.get("study_name") or study.get("NAME") or ""
     run_dir = report_path.parent.parent.parent if report_path.parent.parent.name == "eval" else report_path.parent
     label = name or (f"model {model_id}" if model_id else f"{enhance} m={momentum:g}" if enhance else run_dir.name)
-    o = rep.get("overall", {})
-    coco = rep.get("coco", {}).get("segm", {})
-    metrics = {
-        "segm_AP": _f(coco.get("AP")) / 100.0,
-        "study_mAP": _f(rep.get("study_map", {}).get("mAP")),
-        "iou": _f(o.get("iou_macro", {}).get("mean")),
-        "dice": _f(o.get("dice_macro", {}).get("mean")),
-    }
-    ci = {k: (_f(o.get(f"{k}_macro", {}).get("ci_low")), _f(o.get(f"{k}_macro", {}).get("ci_high")))
-          for k in ("iou", "dice")}
-    per_image: dict[str, list[float]] = defaultdict(list)
-    csv_path = report_path.parent / "per_image.csv"
-    if csv_path.is_file():
-        with open(csv_path, encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                per_image[str(row["image_id"])].append(float(row["dice"]))
-    seed = cfg.get("SEED")
-    return EvaluatedRun(report_path.parent, label, enhance, momentum, model_id,
-                        None if seed is None else int(seed), rep.get("dataset", ""), metrics, ci,
-                        {k: float(np.mean(v)) for k, v in per_image.items()})
+    seed = run.get("seed", cfg.get("SEED"))
+    fold = run.get("fold", cfg.get("DATASETS", {}).get("FOLD", -1))
+    try:
+        pattern = re.compile(group_regex) if group_regex else None
+    except re.error as exc:
+        raise FetalHeartError(f"--group-regex {group_regex!r} is not a valid regular expression: {exc}") from None
+    return EvaluatedRun(report_path.parent, label, enhance, momentum, model_id, None if seed is None else int(seed),
+                        rep.get("dataset", ""), _run_metrics(rep),
+                        fold=-1 if fold in (None, "pooled") else int(fold), classes=list(rep.get("classes", [])),
+                        frames=_frames(rep, report_path, pattern))
 
 
-def load_runs(paths: Sequence[str | os.PathLike], dataset: str | None = None) -> list[EvaluatedRun]:
+def load_runs(paths: Sequence[str | os.PathLike], dataset: str | None = None,
+              group_regex: str | None = None) -> list[EvaluatedRun]:
     """Every evaluation found under the given run or eval folders."""
     runs = []
     for p in paths:
@@ -153,79 +268,169 @@ def load_runs(paths: Sequence[str | os.PathLike], dataset: str | None = None) ->
         if len(reports) > 1 and dataset is None:
             names = ", ".join(r.parent.name for r in reports)
             raise FetalHeartError(f"{p} has evaluations on several datasets ({names}); choose one with --dataset")
-        runs.extend(load_run(r) for r in reports)
+        runs.extend(load_run(r, group_regex) for r in reports)
     return runs
+
+
+# --- Per-frame scores -------------------------------------------------------------------------
+
+
+def _dice(counts: tuple[float, float, float] | None) -> float:
+    """Dice of one class on one frame; a class absent from both ground truth and prediction: 1."""
+    if counts is None:
+        return 1.0
+    inter, g, p = counts
+    return 2.0 * inter / (g + p) if g + p > 0 else 1.0
+
+
+def _frame_score(frames: Sequence[Frame], classes: set[int]) -> float:
+    """Mean over ``frames`` (one per run: seeds) of the mean Dice over ``classes`` (1 when empty)."""
+    if not classes:
+        return 1.0
+    return float(np.mean([np.mean([_dice(f.counts.get(c)) for c in classes]) for f in frames]))
+
+
+def _frames_by_key(runs: Sequence[EvaluatedRun]) -> dict[tuple[int, str], list[Frame]]:
+    out: dict[tuple[int, str], list[Frame]] = defaultdict(list)
+    for r in runs:
+        for image_id, fr in r.frames.items():
+            out[(r.fold, image_id)].append(fr)
+    return out
+
+
+def paired_frame_scores(model: Sequence[EvaluatedRun], baseline: Sequence[EvaluatedRun]
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per frame evaluated for both (same fold): each model's score over one shared class set, and
+    the frame's group ``fold:group``. See ``COMPARE_DEFINITIONS``."""
+    fa, fb = _frames_by_key(model), _frames_by_key(baseline)
+    a, b, groups = [], [], []
+    for key in sorted(set(fa) & set(fb)):
+        classes = set().union(*(f.counts for f in fa[key] + fb[key]))
+        a.append(_frame_score(fa[key], classes))
+        b.append(_frame_score(fb[key], classes))
+        groups.append(f"{key[0]}:{fa[key][0].group}" if key[0] >= 0 else fa[key][0].group)
+    return np.asarray(a), np.asarray(b), groups
+
+
+def pooled_semantic(runs: Sequence[EvaluatedRun], n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """IoU / Dice macro over all frames of a model's runs (folds pooled, seeds averaged per frame and
+    class where counted), with cluster-bootstrap CIs over ``fold:group``."""
+    C = max((len(r.classes) for r in runs), default=0) or 1 + max(
+        (c for r in runs for f in r.frames.values() for c in f.counts), default=0)
+    by_key = _frames_by_key(runs)
+    keys = sorted(by_key)
+    iou, dice = np.full((len(keys), C), np.nan), np.full((len(keys), C), np.nan)
+    for i, key in enumerate(keys):
+        for c in set().union(*(f.counts for f in by_key[key])):
+            vals = np.array([f.counts[c] for f in by_key[key] if c in f.counts])
+            inter, tot = vals[:, 0], vals[:, 1] + vals[:, 2]
+            iou[i, c], dice[i, c] = float(np.mean(inter / (tot - inter))), float(np.mean(2 * inter / tot))
+    groups = [f"{k[0]}:{by_key[k][0].group}" if k[0] >= 0 else by_key[k][0].group for k in keys]
+    gidx, _ = group_index(groups)
+    return {"iou": macro_summary(iou, gidx, n_boot, seed), "dice": macro_summary(dice, gidx, n_boot, seed)}
+
+
+# --- The table --------------------------------------------------------------------------------
 
 
 def _is_original(enhance: str) -> bool:
     return enhance.strip().lower() in ("original", "none", "")
 
 
+def _spread(runs: Sequence[EvaluatedRun], metric: str) -> dict[str, float]:
+    """Mean over folds of the seed means; std over folds (n = folds) and mean within-fold std over seeds."""
+    by_fold: dict[int, list[float]] = defaultdict(list)
+    for r in runs:
+        by_fold[r.fold].append(r.metrics[metric])
+    with _quiet_nan():
+        fold_means = np.array([np.nanmean(v) for v in by_fold.values()])
+        seed_stds = [np.nanstd(v, ddof=1) for v in by_fold.values() if np.isfinite(v).sum() > 1]
+        ok = fold_means[np.isfinite(fold_means)]
+        return {metric: float(ok.mean()) if ok.size else float("nan"),
+                f"{metric}_fold_std": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
+                f"{metric}_seed_std": float(np.mean(seed_stds)) if seed_stds else float("nan")}
+
+
+def _model_row(key: tuple, rs: list[EvaluatedRun], n_boot: int, seed: int) -> dict:
+    label, enhance, momentum, model_id = key
+    folds = sorted({r.fold for r in rs})
+    if -1 in folds and len(folds) > 1:
+        raise FetalHeartError(f"model {label!r} mixes fold runs (DATASETS.FOLD >= 0) with other runs; "
+                              "compare the fold evaluations (or one pooled report) only")
+    row = {"model": label, "model_id": model_id, "enhance": enhance, "momentum": momentum, "n_runs": len(rs),
+           "n_folds": len([f for f in folds if f >= 0]), "n_seeds": len({r.seed for r in rs}),
+           "runs": [str(r.path) for r in rs]}
+    for m in METRICS:
+        row.update(_spread(rs, m))
+    pooled = pooled_semantic(rs, n_boot, seed)
+    for m in ("iou", "dice"):
+        p = pooled[m]
+        row.update({f"{m}_pooled": p["mean"], f"{m}_ci_low": p["ci_low"], f"{m}_ci_high": p["ci_high"]})
+    row.update(n_frames=pooled["dice"]["n"], n_groups=pooled["dice"]["n_groups"])
+    return row
+
+
+def _baseline_for(row: dict, rows: list[dict], baseline: str | None) -> dict | None:
+    if baseline:
+        cands = [b for b in rows if baseline in (b["model"], str(b["model_id"]))]
+        if not cands:
+            raise FetalHeartError(f"baseline {baseline!r} matches no model (use a model name or study id)")
+        return cands[0]
+    cands = [b for b in rows if _is_original(b["enhance"]) and
+             (b["momentum"] == row["momentum"] or (math.isnan(b["momentum"]) and math.isnan(row["momentum"])))]
+    return cands[0] if cands else None
+
+
+def _verdict(t: dict, alpha: float) -> str:
+    p = t.get("p_holm", float("nan"))
+    if not np.isfinite(p):
+        return f"no test ({t['n_groups']} groups)"
+    if p >= alpha:
+        return "n.s."
+    sign = t["rank_biserial"] if t["rank_biserial"] != 0 else t["mean_diff"]
+    return "better" if sign > 0 else "worse"
+
+
 def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: str = "segm_AP",
-            alpha: float = 0.05) -> dict:
-    """The comparison table (one row per model, seeds grouped) with ranks and Holm-corrected tests."""
+            alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The comparison table (one row per model, folds and seeds grouped) with ranks and paired tests."""
     if rank_by not in METRICS:
         raise FetalHeartError(f"--rank-by must be one of {', '.join(METRICS)}")
     groups: dict[tuple, list[EvaluatedRun]] = defaultdict(list)
     for r in runs:
         groups[(r.label, r.enhance, r.momentum, r.model_id)].append(r)
-    rows = []
-    for (label, enhance, momentum, model_id), rs in groups.items():
-        row = {"model": label, "model_id": model_id, "enhance": enhance, "momentum": momentum,
-               "n_seeds": len(rs), "runs": [str(r.path) for r in rs]}
-        for m in METRICS:
-            vals = np.array([r.metrics[m] for r in rs], dtype=float)
-            row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-            row[f"{m}_seed_std"] = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else float("nan")
-        with _quiet_nan():  # missing CIs (None in JSON) stay NaN
-            for m in ("iou", "dice"):
-                row[f"{m}_ci_low"] = float(np.nanmean([r.ci[m][0] for r in rs]))
-                row[f"{m}_ci_high"] = float(np.nanmean([r.ci[m][1] for r in rs]))
-            keys = set().union(*(r.per_image_dice for r in rs))
-            per_image = {k: float(np.nanmean([r.per_image_dice.get(k, np.nan) for r in rs])) for k in keys}
-        row["dice_image_std"] = float(np.std(list(per_image.values()), ddof=1)) if len(per_image) > 1 else float("nan")
-        row["_per_image"] = per_image
-        rows.append(row)
-
+    rows = [_model_row(k, rs, n_boot, seed) for k, rs in groups.items()]
+    runs_of = {id(row): rs for row, rs in zip(rows, groups.values(), strict=True)}
     for m in METRICS:  # rank 1 = best; NaN ranks last
         vals = np.array([-r[m] if np.isfinite(r[m]) else np.inf for r in rows])
         for rank, i in enumerate(np.argsort(vals, kind="stable")):
             rows[i][f"rank_{m}"] = rank + 1
     for r in rows:
         r["mean_rank"] = float(np.mean([r[f"rank_{m}"] for m in METRICS]))
-
-    def find_baseline(row):
-        if baseline:
-            cands = [b for b in rows if baseline in (b["model"], str(b["model_id"]))]
-            if not cands:
-                raise FetalHeartError(f"baseline {baseline!r} matches no model (use a model name or study id)")
-            return cands[0]
-        cands = [b for b in rows if _is_original(b["enhance"]) and
-                 (b["momentum"] == row["momentum"] or (math.isnan(b["momentum"]) and math.isnan(row["momentum"])))]
-        return cands[0] if cands else None
-
     tests = []
     for r in rows:
-        b = find_baseline(r)
+        b = _baseline_for(r, rows, baseline)
         if b is None or b is r:
             r["baseline"] = None if b is None else "(baseline)"
             continue
-        t = paired_wilcoxon(r["_per_image"], b["_per_image"])
+        a_scores, b_scores, frame_groups = paired_frame_scores(runs_of[id(r)], runs_of[id(b)])
         r["baseline"] = b["model"]
-        r["test"] = t
+        r["test"] = paired_group_test(a_scores, b_scores, frame_groups, n_boot, seed, alpha)
         tests.append(r)
     for r, p in zip(tests, holm([r["test"]["p"] for r in tests]), strict=True):
         r["test"]["p_holm"] = p
-        t = r["test"]
-        r["verdict"] = ("n/a" if not np.isfinite(p) else "n.s." if p >= alpha else
-                        "better" if t["median_diff"] > 0 or (t["median_diff"] == 0 and t["mean_diff"] > 0) else "worse")
+        r["verdict"] = _verdict(r["test"], alpha)
     order = sorted(rows, key=lambda r: r[f"rank_{rank_by}"])
-    best = order[0] if order else None
-    for r in rows:
-        r.pop("_per_image")
-    return {"rows": order, "rank_by": rank_by, "alpha": alpha, "best": best["model"] if best else None,
-            "n_comparisons": len(tests),
-            "test": "two-sided Wilcoxon signed-rank on per-image mean Dice vs baseline, Holm-corrected"}
+    return {"rows": order, "rank_by": rank_by, "alpha": alpha, "best": order[0]["model"] if order else None,
+            "n_comparisons": len(tests), "n_tested": int(sum(np.isfinite(r["test"]["p"]) for r in tests)),
+            "bootstrap_samples": n_boot, "seed": seed, "min_groups": MIN_GROUPS_FOR_TEST,
+            "definitions": COMPARE_DEFINITIONS.format(n_boot=n_boot, min_groups=MIN_GROUPS_FOR_TEST),
+            "test": "paired per-frame Dice (shared class set, empty frames kept), averaged per group; "
+                    "two-sided Wilcoxon signed-rank over groups, Holm-corrected; mean difference with "
+                    "cluster bootstrap CI"}
+
+
+# --- Output -----------------------------------------------------------------------------------
 
 
 def _fmt(v, d=3):
@@ -233,73 +438,89 @@ def _fmt(v, d=3):
 
 
 def _pm(r, m):
-    s = f"{_fmt(r[m])}"
-    if r["n_seeds"] > 1:
-        s += f" +/- {_fmt(r[f'{m}_seed_std'])} (seeds)"
+    s = _fmt(r[m])
+    if r["n_folds"] > 1:
+        s += f" +/- {_fmt(r[f'{m}_fold_std'])} ({r['n_folds']} folds)"
+    if np.isfinite(r.get(f"{m}_seed_std", float("nan"))):
+        s += f", s {_fmt(r[f'{m}_seed_std'])} ({r['n_seeds']} seeds)"
     return s
+
+
+def _runs_cell(r: dict) -> str:
+    return f"{r['n_folds']} x {r['n_seeds']}" if r["n_folds"] else f"{r['n_seeds']} seed{'s' * (r['n_seeds'] > 1)}"
+
+
+def _row_line(r: dict, rank_key: str) -> str:
+    t = r.get("test", {})
+    eff = (f"{_fmt(t['mean_diff'])} [{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]" if t else "-")
+    return (f"| {r[rank_key]} | {r['model']} | {r['enhance']} | {_fmt(r['momentum'], 2)} | {_runs_cell(r)} | "
+            f"{_pm(r, 'segm_AP')} | {_pm(r, 'study_mAP')} | {_pm(r, 'corrected_mAP')} | {_pm(r, 'iou')} | "
+            f"{_pm(r, 'dice')} | {_fmt(r['dice_pooled'])} [{_fmt(r['dice_ci_low'])}, {_fmt(r['dice_ci_high'])}] | "
+            f"{r['n_frames']} / {r['n_groups']} | {r.get('baseline') or '-'} | {eff} | "
+            f"{_fmt(t.get('rank_biserial'), 2) if t else ''} | {t.get('n_groups', '')} | {_fmt(t.get('p'), 4) if t else ''} | "
+            f"{_fmt(t.get('p_holm'), 4) if t else ''} | {r.get('verdict', '')} |")
 
 
 def comparison_markdown(table: dict) -> str:
     rows = table["rows"]
+    notes = sorted({f"{r['model']}: {r['test']['note']}" for r in rows if r.get("test", {}).get("note")})
     lines = ["# Model comparison", "",
              f"{len(rows)} models; ranked by {METRIC_LABELS[table['rank_by']]}; best: **{table['best']}**. "
-             "All scores 0-1. IoU/Dice are macro means with the 95% bootstrap CI over images; "
-             "'std img' = standard deviation over images of the per-image mean Dice; with several seeds, "
-             "+/- is the standard deviation over seeds.", "",
-             f"Paired test: {table['test']} ({table['n_comparisons']} comparisons, alpha {table['alpha']}).", "",
-             "| rank | model | enhance | momentum | seeds | COCO segm AP | study mAP | IoU [95% CI] | "
-             "Dice [95% CI] | std img | baseline | median dDice | n | p | p Holm | verdict |",
-             "|" + "---|" * 16]
+             "All scores 0-1. Runs = folds x seeds. Paired tests: "
+             f"{table['n_tested']} of {table['n_comparisons']} comparisons had enough groups for a test "
+             f"(alpha {table['alpha']}, Holm).", "", "## Definitions", "", table["definitions"], "",
+             "| rank | model | enhance | momentum | runs | COCO segm AP | study mAP (Matterport) | mAP (corrected) | "
+             "IoU | Dice | Dice pooled [95% CI] | frames / groups | baseline | mean dDice [95% CI] | r | "
+             "n groups | p | p Holm | verdict |", "|" + "---|" * 19]
     rank_key = f"rank_{table['rank_by']}"
-    for r in rows:
-        t = r.get("test", {})
-        lines.append(
-            f"| {r[rank_key]} | {r['model']} | {r['enhance']} | {_fmt(r['momentum'], 2)} | "
-            f"{r['n_seeds']} | {_pm(r, 'segm_AP')} | {_pm(r, 'study_mAP')} | {_pm(r, 'iou')} "
-            f"[{_fmt(r['iou_ci_low'])}, {_fmt(r['iou_ci_high'])}] | {_pm(r, 'dice')} "
-            f"[{_fmt(r['dice_ci_low'])}, {_fmt(r['dice_ci_high'])}] | {_fmt(r['dice_image_std'])} | "
-            f"{r.get('baseline') or '-'} | {_fmt(t.get('median_diff'))} | {t.get('n', '')} | "
-            f"{_fmt(t.get('p'), 4)} | {_fmt(t.get('p_holm'), 4)} | {r.get('verdict', '')} |")
+    lines += [_row_line(r, rank_key) for r in rows]
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("model", "model_id", "enhance", "momentum", "n_seeds", "segm_AP", "segm_AP_seed_std", "study_mAP",
-              "study_mAP_seed_std", "iou", "iou_seed_std", "iou_ci_low", "iou_ci_high", "dice", "dice_seed_std",
-              "dice_ci_low", "dice_ci_high", "dice_image_std", "rank_segm_AP", "rank_study_mAP", "rank_iou",
-              "rank_dice", "mean_rank", "baseline", "n_paired", "median_diff", "mean_diff", "p", "p_holm", "verdict")
+CSV_FIELDS = ("model", "model_id", "enhance", "momentum", "n_runs", "n_folds", "n_seeds",
+              *[f"{m}{s}" for m in METRICS for s in ("", "_fold_std", "_seed_std")],
+              "iou_pooled", "iou_ci_low", "iou_ci_high", "dice_pooled", "dice_ci_low", "dice_ci_high",
+              "n_frames", "n_groups", *[f"rank_{m}" for m in METRICS], "mean_rank", "baseline",
+              "paired_n_frames", "paired_n_groups", "mean_diff", "mean_diff_ci_low", "mean_diff_ci_high",
+              "median_diff", "rank_biserial", "p", "p_holm", "verdict", "note")
 
 
 def comparison_csv(table: dict) -> str:
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in table["rows"]:
         t = r.get("test", {})
-        row = {**r, "n_paired": t.get("n", ""), "median_diff": t.get("median_diff", ""),
-               "mean_diff": t.get("mean_diff", ""), "p": t.get("p", ""), "p_holm": t.get("p_holm", "")}
+        row = {**r, "paired_n_frames": t.get("n_frames", ""), "paired_n_groups": t.get("n_groups", ""),
+               "mean_diff": t.get("mean_diff", ""), "mean_diff_ci_low": t.get("ci_low", ""),
+               "mean_diff_ci_high": t.get("ci_high", ""), "median_diff": t.get("median_diff", ""),
+               "rank_biserial": t.get("rank_biserial", ""), "p": t.get("p", ""), "p_holm": t.get("p_holm", ""),
+               "note": t.get("note", "")}
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items() if k in CSV_FIELDS})
     return buf.getvalue()
 
 
 def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Grouped bars per model (COCO AP, study mAP, IoU, Dice with CI whiskers), like the study's Fig. 6."""
+    """Grouped bars per model (COCO AP, both mAPs, IoU, Dice; pooled CI whiskers), like the study's Fig. 6."""
     from fetalheart.evaluation.plots import _plt, _save
 
     plt = _plt()
     rows = sorted(table["rows"], key=lambda r: (r["model_id"] or 10**6, r["model"]))
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(rows) * 2 + 2), 3.8))
-    width = 0.2
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) * 2 + 2), 3.8))
+    width = 0.16
     for k, m in enumerate(METRICS):
         vals = np.array([r[m] for r in rows], float)
         err = None
         if m in ("iou", "dice"):
+            pooled = np.array([r[f"{m}_pooled"] for r in rows], float)
             lo = np.array([r[f"{m}_ci_low"] for r in rows], float)
             hi = np.array([r[f"{m}_ci_high"] for r in rows], float)
+            vals = pooled
             err = np.nan_to_num(np.vstack([vals - lo, hi - vals]).clip(0))
-        ax.bar(x + (k - 1.5) * width, np.nan_to_num(vals), width, yerr=err, capsize=2, label=METRIC_LABELS[m])
+        ax.bar(x + (k - 2) * width, np.nan_to_num(vals), width, yerr=err, capsize=2, label=METRIC_LABELS[m])
     for i, r in enumerate(rows):
         if r.get("verdict") in ("better", "worse"):
             ax.text(i, 1.01, "*", ha="center", fontsize=12)
@@ -307,15 +528,16 @@ def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = Tr
                   if len(rows) > 6 else "center", fontsize=8)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("score (0-1)")
-    ax.set_title("Models compared (* = Dice differs from baseline, Holm p < alpha)", fontsize=9)
-    ax.legend(ncol=4, fontsize=8, loc="upper left")
+    ax.set_title("Models compared (IoU/Dice pooled, 95% cluster CI; * = paired Dice differs from baseline, "
+                 "Holm p < alpha)", fontsize=8)
+    ax.legend(ncol=5, fontsize=7, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path, overwrite)
 
 
 def write_comparison(table: dict, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
     """comparison.{json,csv,md,png} in ``out_dir``."""
-    from fetalheart.evaluation.evaluator import json_ready
+    from fetalheart.evaluation.report import json_ready
     from fetalheart.utils.io import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
@@ -331,3 +553,109 @@ def write_comparison(table: dict, out_dir: str | os.PathLike, overwrite: bool = 
         write_text_atomic(out / "comparison.md", comparison_markdown(table) + "\n![comparison](comparison.png)\n"),
         comparison_figure(table, out / "comparison.png"),
     ]
+
+
+# --- Pooling the K folds of one model ---------------------------------------------------------
+
+_POOL_KEYS = ("score_thresh", "study_map_mode", "study_map_min_score", "boundary_metrics")
+
+
+def _union_coco(paths: Sequence[Path]) -> dict:
+    """One COCO ground truth from the folds' validation files (image ids must be unique across folds;
+    annotation ids are renumbered, as each fold file numbers its own)."""
+    images, anns, cats = [], [], None
+    for p in paths:
+        d = _read_json(p)
+        if cats is not None and d.get("categories") != cats:
+            raise FetalHeartError(f"{p}: categories differ from the other folds' ground truth")
+        cats = d.get("categories")
+        images += d.get("images", [])
+        anns += [{**a, "id": len(anns) + k + 1} for k, a in enumerate(d.get("annotations", []))]
+    ids = [im["id"] for im in images]
+    if len(set(ids)) != len(ids):
+        raise FetalHeartError("image ids repeat across the folds' ground truth: cannot pool")
+    return {"images": images, "annotations": anns, "categories": cats or []}
+
+
+def _coco_task(gt, results: list[dict], task: str) -> dict:
+    from pycocotools.cocoeval import COCOeval
+
+    dt_anns = [{k: v for k, v in r.items() if not (task == "segm" and k == "bbox")} for r in results]
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its tables
+        ev = COCOeval(gt, gt.loadRes(dt_anns), task)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    out = {k: float(v * 100) for k, v in zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), ev.stats[:6], strict=True)}
+    prec, thr = ev.eval["precision"], np.asarray(ev.params.iouThrs)
+    for k, cat in enumerate(sorted(gt.cats.values(), key=lambda c: c["id"])):
+        for label, t in (("AP", slice(None)), ("AP50", int(np.argmin(np.abs(thr - 0.5)))),
+                         ("AP75", int(np.argmin(np.abs(thr - 0.75))))):
+            p = prec[t, :, k, 0, -1]
+            p = p[p > -1]
+            out[f"{label}-{cat['name']}"] = float(p.mean() * 100) if p.size else float("nan")
+    return out
+
+
+def pooled_coco(reports: Sequence[dict], eval_dirs: Sequence[Path]) -> tuple[dict, str]:
+    """COCOeval (segm, bbox) of the union of the folds' ``coco_instances_results.json`` against the
+    union of their validation ground truth; ({}, why) when a file is missing."""
+    from pycocotools.coco import COCO
+
+    gt_files = [r.get("ground_truth_json") for r in reports]
+    res_files = [Path(d) / "coco_instances_results.json" for d in eval_dirs]
+    missing = [str(p) for p in res_files if not p.is_file()] + \
+              [f"ground truth of {d}" for d, g in zip(eval_dirs, gt_files, strict=True) if not g or not Path(g).is_file()]
+    if missing:
+        return {}, f"COCO AP not pooled: missing {', '.join(missing)}"
+    results = [r for p in res_files for r in json.loads(p.read_text(encoding="utf-8"))]
+    if not results:
+        return {}, "COCO AP not pooled: no predictions in any fold"
+    gt = COCO()
+    gt.dataset = _union_coco([Path(g) for g in gt_files])
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return {task: _coco_task(gt, results, task) for task in ("segm", "bbox")}, ""
+
+
+def pool_folds(eval_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Pool one model's K out-of-fold evaluations into one report written to ``out_dir``; returns it.
+
+    IoU/Dice, instance counts and both mAPs are recomputed from the folds' per-frame records (the
+    study mAP is a mean over frames, the corrected mAP re-ranks all frames' detections); COCO AP is
+    COCOeval on the union of the folds' predictions and validation ground truth. The folds must have
+    been evaluated with the same settings and classes, on disjoint image ids.
+    """
+    from fetalheart.evaluation.report import (
+        EvalSettings,
+        flat_results,
+        records_from_report,
+        summarize_records,
+        write_report,
+    )
+
+    dirs = [Path(d) for d in eval_dirs]
+    if not dirs:
+        raise FetalHeartError("pool_folds needs at least one evaluation folder")
+    reports = [_read_json(d / "report.json") for d in dirs]
+    first = reports[0]
+    for d, r in zip(dirs[1:], reports[1:], strict=True):
+        if r.get("classes") != first.get("classes"):
+            raise FetalHeartError(f"{d}: classes differ from {dirs[0]}")
+        if any(r.get("settings", {}).get(k) != first.get("settings", {}).get(k) for k in _POOL_KEYS):
+            raise FetalHeartError(f"{d}: evaluated with other settings than {dirs[0]} ({', '.join(_POOL_KEYS)})")
+    records = [rec for r in reports for rec in records_from_report(r)]
+    ids = [str(rec["image_id"]) for rec in records]
+    if len(set(ids)) != len(ids):
+        raise FetalHeartError("the same image id appears in several folds: these are not out-of-fold evaluations")
+    st = first.get("settings", {})
+    settings = EvalSettings(**{k: st[k] for k in (*_POOL_KEYS, "bootstrap_samples", "seed") if k in st})
+    report = summarize_records(records, first["classes"], settings)
+    folds = [r.get("run", {}).get("fold", -1) for r in reports]
+    report["dataset"] = "pooled out-of-fold: " + ", ".join(str(r.get("dataset", "")) for r in reports)
+    report["run"] = {**first.get("run", {}), "fold": "pooled", "folds": folds, "pooled_from": [str(d) for d in dirs]}
+    report["coco"], note = pooled_coco(reports, dirs)
+    report["notes"] = [note] if note else []
+    report["summary"] = flat_results(report)
+    write_report(report, out_dir, overwrite=overwrite)
+    return report

@@ -1,21 +1,37 @@
 """``SegmentationMetricsEvaluator``: per-class IoU/Dice (semantic + instance) and the study's mAP.
 
 A detectron2 ``DatasetEvaluator`` used beside ``COCOEvaluator``. ``process`` reduces each image to
-a few small count arrays (no masks are kept, except the RLE of predictions for the best/worst
-overlays), so memory stays flat over large validation sets; ``evaluate`` aggregates them with
-bootstrap CIs and returns detectron2-style flat floats under ``"fetalheart"``. The full report
-(per class, per image, confusion matrix) is kept in ``self.report``.
+a few small count arrays on run-length encodings (no masks are kept, except the RLE of predictions
+for the best/worst overlays), so memory stays flat over large validation sets; ``evaluate``
+aggregates them (``report.summarize_records``: cluster-bootstrap CIs over videos) and returns
+detectron2-style flat floats under ``"fetalheart"``. The full report is kept in ``self.report``.
+
+Ignore regions (``iscrowd: 1`` annotations, one per class for each LabelMe ``__ignore__`` shape) are
+never ground truth: see ``image_record``.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from fetalheart.classes import CLASS_NAMES
 from fetalheart.evaluation import metrics as M
-from fetalheart.evaluation.study_map import IOU_THRESHOLDS, image_ap_from_iou, summarize_study_map
+from fetalheart.evaluation.report import (  # noqa: F401  (re-exported: older imports read them here)
+    EvalSettings,
+    flat_results,
+    json_ready,
+    summarize_records,
+)
+from fetalheart.evaluation.study_map import (
+    corrected_detections,
+    float32_overlaps_from_iou,
+    matterport_ap_range,
+)
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -26,39 +42,38 @@ from detectron2.utils import comm
 logger = logging.getLogger(__name__)
 
 
-def annotation_rles(record: dict) -> tuple[list[dict], np.ndarray]:
-    """Ground-truth RLEs (pycocotools form) and contiguous class ids of one detectron2 dataset dict."""
+def _segmentation_rle(seg, h: int, w: int) -> dict | None:
+    if isinstance(seg, list):  # polygons
+        seg = [p for p in seg if len(p) >= 6]
+        return mask_util.merge(mask_util.frPyObjects(seg, h, w)) if seg else None
+    if isinstance(seg.get("counts"), list):  # uncompressed RLE
+        return mask_util.frPyObjects(seg, h, w)
+    rle = dict(seg)
+    if isinstance(rle["counts"], str):
+        rle["counts"] = rle["counts"].encode("ascii")
+    return rle
+
+
+def annotation_rles(record: dict, crowd: bool = False) -> tuple[list[dict], np.ndarray]:
+    """RLEs (pycocotools form) and contiguous class ids of one detectron2 dataset dict's annotations:
+    the ground truth (``iscrowd`` 0) by default, the ignore regions (``iscrowd`` 1) with ``crowd=True``."""
     h, w = int(record["height"]), int(record["width"])
     rles, classes = [], []
     for ann in record.get("annotations", []):
-        seg = ann.get("segmentation")
-        if seg is None:
+        if bool(ann.get("iscrowd", 0)) != crowd or ann.get("segmentation") is None:
             continue
-        if isinstance(seg, list):  # polygons
-            seg = [p for p in seg if len(p) >= 6]
-            if not seg:
-                continue
-            rle = mask_util.merge(mask_util.frPyObjects(seg, h, w))
-        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
-            rle = mask_util.frPyObjects(seg, h, w)
-        else:
-            rle = dict(seg)
-            if isinstance(rle["counts"], str):
-                rle["counts"] = rle["counts"].encode("ascii")
-        rles.append(rle)
-        classes.append(int(ann["category_id"]))
+        rle = _segmentation_rle(ann["segmentation"], h, w)
+        if rle is not None:
+            rles.append(rle)
+            classes.append(int(ann["category_id"]))
     return rles, np.asarray(classes, dtype=int)
 
 
-def annotation_masks(record: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Ground-truth masks (N,H,W bool) and contiguous class ids of one detectron2 dataset dict."""
+def annotation_masks(record: dict, crowd: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (N,H,W bool) and contiguous class ids of the ground truth (or, ``crowd=True``, ignore regions)."""
     h, w = int(record["height"]), int(record["width"])
-    rles, classes = annotation_rles(record)
-    if not rles:
-        return np.zeros((0, h, w), dtype=bool), classes
-    rles = [{"size": r["size"], "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-            for r in rles]
-    return np.stack([mask_util.decode(r).astype(bool) for r in rles]), classes
+    rles, classes = annotation_rles(record, crowd)
+    return decode_masks(rles, h, w), classes
 
 
 def encode_masks(masks: np.ndarray) -> list[dict]:
@@ -75,77 +90,110 @@ def decode_masks(rles: Sequence[dict], h: int, w: int) -> np.ndarray:
     """Inverse of ``encode_masks``."""
     if not rles:
         return np.zeros((0, h, w), dtype=bool)
-    rles = [{"size": r["size"], "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-            for r in rles]
-    return np.stack([mask_util.decode(r).astype(bool) for r in rles])
+    return np.stack([mask_util.decode(_bytes_rle(r)).astype(bool) for r in rles])
 
 
-def _rle_iou(a: list[dict], b: list[dict]) -> np.ndarray:
+def _rle_iou(a: list[dict], b: list[dict], crowd: bool = False) -> np.ndarray:
+    """(len(a), len(b)) IoU; with ``crowd`` COCO's |a n b| / |a| (b are ignore regions)."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
-    return np.asarray(mask_util.iou(a, b, [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+    return np.asarray(mask_util.iou(a, b, [int(crowd)] * len(b)), dtype=np.float64).reshape(len(a), len(b))
 
 
-def image_record(
-    image_id,
-    file_name: str,
-    gt_rles: list[dict],
-    gt_classes: np.ndarray,
-    pred_rles: list[dict],
-    pred_classes: np.ndarray,
-    pred_scores: np.ndarray,
-    num_classes: int,
-    height: int,
-    width: int,
-    score_thresh: float = 0.5,
-    boundary: bool = False,
-    keep_predictions: bool = True,
-) -> dict:
-    """Everything the report needs from one image, as small arrays.
+@dataclass
+class ImageData:
+    """One image's ground truth, ignore regions and predictions, as RLEs (pycocotools form)."""
 
-    Works on run-length encodings (pycocotools): IoU, unions and areas on RLEs cost a fraction
-    of the same operations on full-resolution boolean masks, which keeps this evaluator's time
-    small beside COCOEvaluator's. One IoU matrix serves the instance matching, the confusion
-    matrix and the study's mAP.
-    """
-    keep = np.flatnonzero(np.asarray(pred_scores) >= score_thresh)
-    pr = [pred_rles[i] for i in keep]
-    pc = np.asarray(pred_classes, dtype=int)[keep]
-    ps = np.asarray(pred_scores, dtype=np.float64)[keep]
-    gc = np.asarray(gt_classes, dtype=int)
-    iou = _rle_iou(gt_rles, pr)  # (gt, pred)
+    image_id: int | str
+    file_name: str
+    height: int
+    width: int
+    gt_rles: list
+    gt_classes: np.ndarray
+    pred_rles: list
+    pred_classes: np.ndarray
+    pred_scores: np.ndarray
+    crowd_rles: list = field(default_factory=list)
+    crowd_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    group: str = ""
+    group_from: str = ""
+
+
+def _area(*rles) -> int:
+    """Area of the intersection of the given RLEs (0 when any is missing)."""
+    if any(r is None for r in rles):
+        return 0
+    return int(mask_util.area(rles[0] if len(rles) == 1 else mask_util.merge(list(rles), intersect=True)))
+
+
+def _union(rles: list, idx: np.ndarray) -> dict | None:
+    return mask_util.merge([rles[i] for i in idx], intersect=False) if len(idx) else None
+
+
+def _semantic(img: ImageData, seg: np.ndarray, num_classes: int) -> tuple[np.ndarray, dict]:
+    """Per class (intersection, gt area, pred area) outside that class's ignore regions, and the unions."""
+    gc, pc = np.asarray(img.gt_classes, dtype=int), np.asarray(img.pred_classes, dtype=int)[seg]
+    kc = np.asarray(img.crowd_classes, dtype=int)
+    pr = [img.pred_rles[i] for i in seg]
     counts = np.zeros((num_classes, 3), dtype=np.int64)
     unions = {}
     for c in set(gc.tolist()) | set(pc.tolist()):
-        g = [gt_rles[i] for i in np.flatnonzero(gc == c)]
-        p = [pr[i] for i in np.flatnonzero(pc == c)]
-        ug = mask_util.merge(g, intersect=False) if g else None
-        up = mask_util.merge(p, intersect=False) if p else None
-        inter = int(mask_util.area(mask_util.merge([ug, up], intersect=True))) if g and p else 0
-        counts[c] = (inter, int(mask_util.area(ug)) if g else 0, int(mask_util.area(up)) if p else 0)
-        unions[c] = (ug, up)
+        ug, up = _union(img.gt_rles, np.flatnonzero(gc == c)), _union(pr, np.flatnonzero(pc == c))
+        uk = _union(img.crowd_rles, np.flatnonzero(kc == c))
+        counts[c] = (_area(ug, up) - _area(ug, up, uk), _area(ug) - _area(ug, uk), _area(up) - _area(up, uk))
+        unions[c] = (ug, up, uk)
+    return counts, unions
+
+
+def _boundary(unions: dict, num_classes: int, h: int, w: int) -> np.ndarray:
+    b = np.full((num_classes, 2), np.nan)
+    empty = np.zeros((h, w), bool)
+    for c, (ug, up, uk) in unions.items():
+        keep = ~mask_util.decode(uk).astype(bool) if uk is not None else ~empty
+        g = mask_util.decode(ug).astype(bool) & keep if ug is not None else empty
+        p = mask_util.decode(up).astype(bool) & keep if up is not None else empty
+        b[c] = M.boundary_metrics(p, g)
+    return b
+
+
+def image_record(img: ImageData, num_classes: int, settings: EvalSettings | None = None,
+                 keep_predictions: bool = True) -> dict:
+    """Everything the report needs from one image, as small arrays.
+
+    Works on run-length encodings (pycocotools): IoU, unions and areas on RLEs cost a fraction of
+    the same operations on full-resolution masks, which keeps this evaluator's time small beside
+    COCOEvaluator's. One (gt x pred) IoU matrix serves the instance matching, the confusion matrix
+    and both mAPs. Predictions with score >= ``score_thresh`` count for IoU/Dice and instances,
+    those with score >= ``study_map_min_score`` for the mAPs.
+    """
+    s = settings or EvalSettings()
+    scores = np.asarray(img.pred_scores, dtype=np.float64)
+    pc, gc = np.asarray(img.pred_classes, dtype=int), np.asarray(img.gt_classes, dtype=int)
+    iou = _rle_iou(img.gt_rles, img.pred_rles)  # (gt, pred)
+    crowd = M.crowd_ignorable(_rle_iou(img.pred_rles, img.crowd_rles, crowd=True), pc, img.crowd_classes)
+    seg = np.flatnonzero(scores >= s.score_thresh)
+    counts, unions = _semantic(img, seg, num_classes)
+    ignore = crowd[seg] >= 0.5
+    st = np.flatnonzero(scores >= s.study_map_min_score)
+    area_p = np.asarray(mask_util.area([img.pred_rles[i] for i in st]) if len(st) else [], dtype=np.float64)
+    area_g = np.asarray(mask_util.area(img.gt_rles) if img.gt_rles else [], dtype=np.float64)
     rec = {
-        "image_id": image_id,
-        "file_name": file_name,
-        "height": int(height),
-        "width": int(width),
+        "image_id": img.image_id, "file_name": img.file_name, "group": img.group, "group_from": img.group_from,
+        "height": int(img.height), "width": int(img.width), "n_crowd": len(img.crowd_rles),
         "counts": counts,
         "n_gt": np.bincount(gc, minlength=num_classes)[:num_classes],
-        "n_pred": np.bincount(pc, minlength=num_classes)[:num_classes],
-        "inst": M.instance_stats_from_iou(iou, gc, pc, num_classes),
-        "confusion": M.confusion_from_iou(iou, gc, pc, num_classes),
-        "study_ap": image_ap_from_iou(iou.T, gc, pc, ps),
+        "n_pred": np.bincount(pc[seg], minlength=num_classes)[:num_classes],
+        "inst": M.instance_stats_from_iou(iou[:, seg], gc, pc[seg], num_classes, 0.5, ignore),
+        "confusion": M.confusion_from_iou(iou[:, seg], gc, pc[seg], num_classes, 0.5, ignore),
+        "study_ap": matterport_ap_range(float32_overlaps_from_iou(iou[:, st].T, area_p, area_g), gc, pc[st],
+                                        scores[st], crowd_overlap=crowd[st]),
+        "dets": corrected_detections(iou[:, st].T, gc, pc[st], scores[st], crowd_overlap=crowd[st]),
     }
-    if boundary:
-        b = np.full((num_classes, 2), np.nan)
-        empty = np.zeros((height, width), bool)
-        for c, (ug, up) in unions.items():
-            g = mask_util.decode(ug).astype(bool) if ug is not None else empty
-            p = mask_util.decode(up).astype(bool) if up is not None else empty
-            b[c] = M.boundary_metrics(p, g)
-        rec["boundary"] = b
+    if s.boundary_metrics:
+        rec["boundary"] = _boundary(unions, num_classes, int(img.height), int(img.width))
     if keep_predictions:
-        rec["pred"] = {"rles": [_json_rle(r) for r in pr], "classes": pc.tolist(), "scores": ps.tolist()}
+        rec["pred"] = {"rles": [_json_rle(img.pred_rles[i]) for i in seg], "classes": pc[seg].tolist(),
+                       "scores": scores[seg].tolist()}
     return rec
 
 
@@ -159,200 +207,87 @@ def _json_rle(rle: dict) -> dict:
     return {"size": list(rle["size"]), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def _nan_to_none(x):
-    """JSON has no NaN/inf: write null (and say so in the report)."""
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+def _default_group(name: str) -> str:
+    from fetalheart.split import default_group  # lazily: it may move
+
+    return default_group(name)
 
 
-def summarize_records(
-    records: Sequence[dict],
-    class_names: Sequence[str] = CLASS_NAMES,
-    score_thresh: float = 0.5,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict:
-    """Aggregate per-image records into the report dict (per class, overall, per image, ...)."""
-    C = len(class_names)
-    n = len(records)
-    counts = np.stack([r["counts"] for r in records]) if n else np.zeros((0, C, 3))
-    iou, dice = M.semantic_iou_dice(counts)  # (n, C)
-    inst = {k: np.stack([r["inst"][k] for r in records]) if n else np.zeros((0, C))
-            for k in ("tp", "fp", "fn", "iou_sum", "dice_sum")}
-    boundary = np.stack([r["boundary"] for r in records]) if n and "boundary" in records[0] else None
-    gt_present = counts[..., 1] > 0
-    pred_present = counts[..., 2] > 0
-
-    per_class = {}
-    for c, name in enumerate(class_names):
-        tp, fp, fn = (float(inst[k][:, c].sum()) for k in ("tp", "fp", "fn"))
-        p, r, f = M.precision_recall_f1(tp, fp, fn)
-        entry = {
-            "iou": M.summarize(iou[:, c], n_boot, seed),
-            "dice": M.summarize(dice[:, c], n_boot, seed),
-            "n_images_gt": int(gt_present[:, c].sum()),
-            "n_images_pred": int(pred_present[:, c].sum()),
-            "n_empty_both": int((~gt_present[:, c] & ~pred_present[:, c]).sum()),
-            "n_missed": int((gt_present[:, c] & ~pred_present[:, c]).sum()),
-            "n_false_alarm": int((~gt_present[:, c] & pred_present[:, c]).sum()),
-            "instance": {
-                "tp": int(tp), "fp": int(fp), "fn": int(fn),
-                "precision": p, "recall": r, "f1": f,
-                "iou": float(inst["iou_sum"][:, c].sum() / tp) if tp else float("nan"),
-                "dice": float(inst["dice_sum"][:, c].sum() / tp) if tp else float("nan"),
-            },
-        }
-        if boundary is not None:
-            for k, name_b in enumerate(("hd95", "assd")):
-                v = boundary[:, c, k]
-                entry[name_b] = M.summarize(v, n_boot, seed)
-                entry[name_b]["n_inf"] = int(np.isinf(v).sum())
-        per_class[name] = entry
-
-    def macro(key):
-        with M._quiet_nan():
-            return float(np.nanmean([per_class[k][key]["mean"] for k in class_names]))
-
-    tot = counts.sum((0, 1)) if n else np.zeros(3)
-    micro_iou, micro_dice = M.semantic_iou_dice(tot)
-    micro_ci = M.bootstrap_micro_ci(counts, n_boot, seed)
-    iou_ci = M.bootstrap_macro_ci(iou, n_boot, seed)
-    dice_ci = M.bootstrap_macro_ci(dice, n_boot, seed)
-    tp, fp, fn = (float(inst[k].sum()) for k in ("tp", "fp", "fn"))
-    p, r, f = M.precision_recall_f1(tp, fp, fn)
-    with M._quiet_nan():
-        inst_macro = {k: float(np.nanmean([per_class[c]["instance"][k] for c in class_names]))
-                      for k in ("iou", "dice", "precision", "recall", "f1")}
-    overall = {
-        "iou_macro": {"mean": macro("iou"), "ci_low": iou_ci[0], "ci_high": iou_ci[1]},
-        "dice_macro": {"mean": macro("dice"), "ci_low": dice_ci[0], "ci_high": dice_ci[1]},
-        "iou_micro": {"mean": float(micro_iou), "ci_low": micro_ci["iou"][0], "ci_high": micro_ci["iou"][1]},
-        "dice_micro": {"mean": float(micro_dice), "ci_low": micro_ci["dice"][0], "ci_high": micro_ci["dice"][1]},
-        "instance_macro": inst_macro,
-        "instance_micro": {"tp": int(tp), "fp": int(fp), "fn": int(fn), "precision": p, "recall": r, "f1": f},
-        "empty_cases": {
-            "image_class_pairs": int(n * C),
-            "empty_both_not_counted": int((~gt_present & ~pred_present).sum()),
-            "missed_counted_0": int((gt_present & ~pred_present).sum()),
-            "false_alarm_counted_0": int((~gt_present & pred_present).sum()),
-            "images_without_ground_truth": int((~gt_present.any(1)).sum()) if n else 0,
-        },
-    }
-    if boundary is not None:
-        with M._quiet_nan():
-            overall["hd95_macro"] = float(np.nanmean([per_class[c]["hd95"]["mean"] for c in class_names]))
-            overall["assd_macro"] = float(np.nanmean([per_class[c]["assd"]["mean"] for c in class_names]))
-
-    study = summarize_study_map(np.stack([r["study_ap"] for r in records]) if n else np.zeros((0, 10)))
-    confusion = sum((r["confusion"] for r in records), np.zeros((C + 1, C + 1), dtype=np.int64))
-
-    per_image = []
-    image_scores = []
-    for i, rec in enumerate(records):
-        with M._quiet_nan():
-            image_scores.append(float(np.nanmean(dice[i])) if np.isfinite(dice[i]).any() else np.nan)
-        for c, name in enumerate(class_names):
-            if not np.isfinite(dice[i, c]):
-                continue
-            tpc = rec["inst"]["tp"][c]
-            row = {
-                "image_id": rec["image_id"], "file_name": rec["file_name"], "class": name,
-                "iou": float(iou[i, c]), "dice": float(dice[i, c]),
-                "intersection": int(counts[i, c, 0]), "gt_area": int(counts[i, c, 1]),
-                "pred_area": int(counts[i, c, 2]),
-                "n_gt": int(rec["n_gt"][c]), "n_pred": int(rec["n_pred"][c]),
-                "tp": int(tpc), "fp": int(rec["inst"]["fp"][c]), "fn": int(rec["inst"]["fn"][c]),
-                "inst_iou": float(rec["inst"]["iou_sum"][c] / tpc) if tpc else float("nan"),
-                "inst_dice": float(rec["inst"]["dice_sum"][c] / tpc) if tpc else float("nan"),
-            }
-            if boundary is not None:
-                row["hd95"], row["assd"] = float(boundary[i, c, 0]), float(boundary[i, c, 1])
-            per_image.append(row)
-    order = [i for i in np.argsort(image_scores, kind="stable") if np.isfinite(image_scores[i])]
-    k = min(3, len(order) // 2) if len(order) > 1 else len(order)
-    ranking = {
-        "worst": [records[i]["image_id"] for i in order[:k]],
-        "best": [records[i]["image_id"] for i in order[::-1][:k]],
-        "image_mean_dice": {str(records[i]["image_id"]): image_scores[i] for i in range(n)},
-    }
-    return {
-        "definitions": M.DEFINITIONS.format(score_thresh=score_thresh, n_boot=n_boot),
-        "settings": {"score_thresh": score_thresh, "bootstrap_samples": n_boot, "seed": seed,
-                     "instance_match_iou": 0.5, "study_map_iou_thresholds": IOU_THRESHOLDS.tolist(),
-                     "boundary_metrics": boundary is not None},
-        "classes": list(class_names),
-        "n_images": n,
-        "per_class": per_class,
-        "overall": overall,
-        "study_map": study,
-        "confusion_matrix": {"labels": [*class_names, "background"], "rows": "ground truth",
-                             "columns": "prediction", "matrix": confusion.tolist()},
-        "ranking": ranking,
-        "per_image": per_image,
-    }
-
-
-def flat_results(report: dict) -> dict[str, float]:
-    """The flat floats EvalHook / BestCheckpointer read, e.g. ``fetalheart/dice_macro``."""
-    o = report["overall"]
-    out = {
-        "dice_macro": o["dice_macro"]["mean"], "iou_macro": o["iou_macro"]["mean"],
-        "dice_micro": o["dice_micro"]["mean"], "iou_micro": o["iou_micro"]["mean"],
-        "dice_macro_ci_low": o["dice_macro"]["ci_low"], "dice_macro_ci_high": o["dice_macro"]["ci_high"],
-        "inst_dice_macro": o["instance_macro"]["dice"], "inst_iou_macro": o["instance_macro"]["iou"],
-        "precision": o["instance_micro"]["precision"], "recall": o["instance_micro"]["recall"],
-        "f1": o["instance_micro"]["f1"],
-        "study_mAP": report["study_map"]["mAP"], "study_mAP50": report["study_map"]["mAP50"],
-        "study_mAP75": report["study_map"]["mAP75"],
-    }
-    for name, e in report["per_class"].items():
-        out[f"dice-{name}"] = e["dice"]["mean"]
-        out[f"iou-{name}"] = e["iou"]["mean"]
-    if "hd95_macro" in o:
-        out["hd95_macro"], out["assd_macro"] = o["hd95_macro"], o["assd_macro"]
-    return {k: float(v) for k, v in out.items()}
+def dataset_groups(dataset_name: str) -> dict:
+    """image id -> group (video/patient) from the dataset's COCO file: its ``group`` key, else the COCO
+    ``file_name`` without the frame index. detectron2's ``load_coco_json`` drops unknown image keys,
+    so the file is read here; {} when the dataset has no ``json_file``."""
+    json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
+    if not json_file or not Path(json_file).is_file():
+        return {}
+    with open(json_file, encoding="utf-8") as f:
+        images = json.load(f).get("images", [])
+    return {im["id"]: (str(im["group"]), "coco") if im.get("group") not in (None, "") else
+            (_default_group(str(im.get("file_name", im["id"]))), "file name") for im in images}
 
 
 class SegmentationMetricsEvaluator(DatasetEvaluator):
-    """Per-class semantic and instance IoU/Dice with bootstrap CIs, plus the study's mAP.
+    """Per-class semantic and instance IoU/Dice with cluster-bootstrap CIs, plus the study's mAPs.
 
     Ground truth comes from the registered dataset's dicts (``DatasetCatalog.get``), so it is the
     annotation itself, not a resized copy. Predictions must be at the original resolution, which
-    detectron2's meta-architectures return when inputs carry ``height`` / ``width``.
+    detectron2's meta-architectures return when inputs carry ``height`` / ``width``. Settings: an
+    ``EvalSettings`` or its fields as keywords (``score_thresh=0.5, study_map_mode="matterport",
+    study_map_min_score=0.7, bootstrap_samples=1000, seed=0, boundary_metrics=False``).
     """
 
-    def __init__(
-        self,
-        dataset_name: str,
-        score_thresh: float = 0.5,
-        bootstrap_samples: int = 1000,
-        boundary_metrics: bool = False,
-        seed: int = 0,
-        distributed: bool = True,
-        keep_predictions: bool = True,
-    ):
+    def __init__(self, dataset_name: str, settings: EvalSettings | None = None, distributed: bool = True,
+                 keep_predictions: bool = True, **setting_overrides):
         self.dataset_name = dataset_name
-        self.score_thresh = float(score_thresh)
-        self.bootstrap_samples = int(bootstrap_samples)
-        self.boundary_metrics = bool(boundary_metrics)
-        self.seed = int(seed)
+        self.settings = settings or EvalSettings(**setting_overrides)
         self.distributed = distributed
         self.keep_predictions = keep_predictions
         meta = MetadataCatalog.get(dataset_name)
         self.class_names = list(getattr(meta, "thing_classes", CLASS_NAMES))
         self._gt: dict | None = None
+        self._groups: dict | None = None
         self.report: dict | None = None
         self._records: list[dict] = []
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, **kwargs) -> SegmentationMetricsEvaluator:
+        """Settings from ``cfg.EVAL`` (SCORE_THRESH, STUDY_MAP_MODE, STUDY_MAP_MIN_SCORE, ...)."""
+        return cls(dataset_name, EvalSettings.from_cfg(cfg), **kwargs)
+
+    @property
+    def score_thresh(self) -> float:
+        return self.settings.score_thresh
 
     def _ground_truth(self) -> dict:
         if self._gt is None:
             self._gt = {d["image_id"]: d for d in DatasetCatalog.get(self.dataset_name)}
+            self._groups = dataset_groups(self.dataset_name)
         return self._gt
+
+    def _group(self, record: dict) -> tuple[str, str]:
+        if record.get("group") not in (None, ""):
+            return str(record["group"]), "coco"
+        return self._groups.get(record["image_id"]) or (_default_group(record.get("file_name", "")), "file name")
 
     def reset(self) -> None:
         self._records = []
         self.report = None
+
+    def _predictions(self, out: dict, coco: list | None, h: int, w: int, image_id) -> tuple[list, np.ndarray, np.ndarray]:
+        inst = out["instances"].to("cpu")
+        if not (len(inst) and inst.has("pred_masks")):
+            return [], np.zeros(0, int), np.zeros(0)
+        pm = inst.pred_masks.numpy()
+        if pm.shape[1:] != (h, w):
+            raise ValueError(f"prediction size {pm.shape[1:]} != annotation size {(h, w)} for image "
+                             f"{image_id}: pass height/width in the inputs")
+        s = self.settings
+        keep = np.flatnonzero(inst.scores.numpy() >= min(s.score_thresh, s.study_map_min_score))
+        if coco is not None and len(coco) == len(inst):
+            rles = [_bytes_rle(coco[i]["segmentation"]) for i in keep]
+        else:  # encode only what passes a threshold
+            rles = list(mask_util.encode(np.asfortranarray(pm[keep].transpose(1, 2, 0).astype(np.uint8))))
+        return rles, inst.pred_classes.numpy()[keep], inst.scores.numpy()[keep]
 
     def process(self, inputs, outputs, coco_predictions: list[list[dict]] | None = None) -> None:
         """Reduce each image to count arrays. ``coco_predictions`` (per input, COCOEvaluator's
@@ -363,28 +298,15 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
             record = gt_by_id.get(inp["image_id"])
             if record is None:
                 raise KeyError(f"image_id {inp['image_id']!r} not in dataset {self.dataset_name!r}")
-            gt_rles, gt_classes = annotation_rles(record)
             h, w = int(record["height"]), int(record["width"])
-            inst = out["instances"].to("cpu")
-            if len(inst) and inst.has("pred_masks"):
-                pm = inst.pred_masks.numpy()
-                if pm.shape[1:] != (h, w):
-                    raise ValueError(f"prediction size {pm.shape[1:]} != annotation size {(h, w)} for image "
-                                     f"{inp['image_id']}: pass height/width in the inputs")
-                keep = inst.scores.numpy() >= self.score_thresh
-                coco = coco_predictions[k] if coco_predictions is not None else None
-                if coco is not None and len(coco) == len(inst):
-                    pred_rles = [_bytes_rle(coco[i]["segmentation"]) for i in np.flatnonzero(keep)]
-                else:  # encode only what passes the threshold
-                    pred_rles = mask_util.encode(np.asfortranarray(pm[keep].transpose(1, 2, 0).astype(np.uint8)))
-                classes, scores = inst.pred_classes.numpy()[keep], inst.scores.numpy()[keep]
-            else:
-                pred_rles, classes, scores = [], np.zeros(0, int), np.zeros(0)
-            self._records.append(image_record(
-                inp["image_id"], record.get("file_name", inp.get("file_name", "")), gt_rles, gt_classes,
-                list(pred_rles), classes, scores, len(self.class_names), h, w, self.score_thresh,
-                self.boundary_metrics, self.keep_predictions,
-            ))
+            coco = coco_predictions[k] if coco_predictions is not None else None
+            pred_rles, classes, scores = self._predictions(out, coco, h, w, inp["image_id"])
+            gt_rles, gt_classes = annotation_rles(record)
+            crowd_rles, crowd_classes = annotation_rles(record, crowd=True)
+            group, group_from = self._group(record)
+            img = ImageData(inp["image_id"], record.get("file_name", inp.get("file_name", "")), h, w, gt_rles,
+                            gt_classes, pred_rles, classes, scores, crowd_rles, crowd_classes, group, group_from)
+            self._records.append(image_record(img, len(self.class_names), self.settings, self.keep_predictions))
 
     def evaluate(self):
         records = self._records
@@ -395,21 +317,12 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
                 return {}
         if not records:
             logger.warning("SegmentationMetricsEvaluator received no images")
-        self.report = summarize_records(records, self.class_names, self.score_thresh,
-                                        self.bootstrap_samples, self.seed)
+        self.report = summarize_records(records, self.class_names, self.settings)
         self.report["dataset"] = self.dataset_name
+        json_file = MetadataCatalog.get(self.dataset_name).get("json_file", None)
+        if json_file:
+            self.report["ground_truth_json"] = str(Path(json_file).resolve())
         self.report["predictions"] = {str(r["image_id"]): r["pred"] for r in records if "pred" in r}
-        return {"fetalheart": flat_results(self.report)}
-
-
-def json_ready(obj):
-    """Recursively replace NaN/inf with None and numpy scalars with Python ones, for report.json."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_ready(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    return _nan_to_none(obj)
+        flat = flat_results(self.report)
+        self.report["summary"] = flat
+        return {"fetalheart": flat}

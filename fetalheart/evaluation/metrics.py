@@ -1,44 +1,76 @@
-"""IoU, Dice, instance matching, bootstrap CIs and boundary distances: the one place they are defined.
+"""IoU, Dice, instance matching, cluster-bootstrap CIs and boundary distances: the one place they are defined.
 
 Definitions (also in README and at the top of every report, see ``DEFINITIONS``):
 
 * semantic, per image and class: A = union of predicted masks of that class with score >= the
-  threshold, B = union of ground-truth masks of that class; IoU = |A n B| / |A u B|,
-  Dice = 2|A n B| / (|A| + |B|). Absent from both -> NaN (not counted); present in only one -> 0.
-  These empty-case rules are nnU-Net's.
+  threshold, B = union of ground-truth masks of that class, both minus the image's ignore (crowd)
+  regions of that class; IoU = |A n B| / |A u B|, Dice = 2|A n B| / (|A| + |B|). Absent from both ->
+  NaN (not counted); present in only one -> 0.
 * instance, per image and class: one-to-one Hungarian matching on mask IoU, a match needs
-  IoU >= 0.5; TP = matches, FP = unmatched predictions, FN = unmatched ground truth.
+  IoU >= 0.5; TP = matches, FN = unmatched ground truth, FP = unmatched predictions except those
+  COCO would match to an ignore region (intersection / prediction area >= 0.5): those are ignored.
+* uncertainty: percentile cluster bootstrap, resampling groups (videos / patients), never frames.
 * boundary (optional): HD95 and ASSD in pixels, as MONAI computes them.
+
+No torch or detectron2 here: a statistics tool importing this module starts in a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 DEFINITIONS = """\
-**Semantic IoU / Dice** (per image and class): A = union of the predicted masks of the class with
-score >= {score_thresh}, B = union of its ground-truth masks. IoU = |A n B| / |A u B|,
-Dice = 2|A n B| / (|A| + |B|). A class absent from both ground truth and prediction in an image is
-not counted (NaN); present in only one of them counts 0 (nnU-Net's rules).
-**Per class**: mean, standard deviation and 95% percentile-bootstrap CI ({n_boot} resamples of
-images) over the images where the class is counted; n = that number of images.
-**Overall**: macro = mean of the per-class means; micro = over all pixels of all images and
-classes (sum of intersections / sum of unions; 2 x sum of intersections / sum of areas).
-**Instance level**: in each image and class, ground-truth and predicted instances (score >=
+**Units of n**: a *frame* is one evaluated image; a *group* is the video or patient it comes from
+({group_source}). Frames of one group are near-duplicates, so every CI resamples whole groups
+(percentile cluster bootstrap, {n_boot} resamples) and every n says what it counts.
+**Ignore regions**: `iscrowd: 1` annotations (LabelMe `__ignore__` shapes) are never ground truth.
+Their pixels are removed from the prediction and the ground truth of that class before IoU/Dice are
+counted; a prediction that COCO would match to one (after no real ground truth matched it:
+intersection / prediction area >= the IoU threshold) is neither a true nor a false positive in the
+instance counts, the confusion matrix and both mAPs. COCO AP honours iscrowd itself.
+**Semantic IoU / Dice** (per frame and class): A = union of the predicted masks of the class with
+score >= {score_thresh}, B = union of its ground-truth masks, both outside ignore regions.
+IoU = |A n B| / |A u B|, Dice = 2|A n B| / (|A| + |B|). Present in only one of A, B: 0. Absent from
+both: undefined (0/0, Metrics Reloaded's empty-reference case): not counted in the per-class means
+(a correct empty output says nothing about how well the class is outlined); compare_runs' paired
+per-frame score counts it 1 instead, so that false alarms on empty frames are penalised.
+**Per class**: mean and standard deviation over the frames where the class is counted (n = frames);
+95% CI: cluster bootstrap over the groups that contain such frames (n groups given beside it).
+**Overall**: macro = mean of the per-class means; micro = over all pixels of all frames and
+classes (sum of intersections / sum of unions; 2 x sum of intersections / sum of areas). CIs: cluster
+bootstrap, the statistic recomputed from the resampled groups' sums (n = groups).
+**Instance level**: in each frame and class, ground-truth and predicted instances (score >=
 {score_thresh}) are matched one-to-one (Hungarian on mask IoU); a pair is a match if IoU >= 0.5.
 Instance IoU / Dice = mean over matches; precision = TP / (TP + FP), recall = TP / (TP + FN),
-F1 = 2PR / (P + R), from counts summed over images.
+F1 = 2PR / (P + R), from counts summed over frames (n = instances; no CI).
 **COCO AP** (segm, bbox): pycocotools COCOeval, all predictions, AP averaged over IoU
-0.50:0.05:0.95 and 101 recall points, then over classes; AP50 / AP75 at one IoU.
-**Study mAP** (Matterport Mask R-CNN's `compute_ap_range`, the study's code base): per image,
-predictions with score >= {score_thresh} sorted by score, greedy same-class matching on mask IoU,
-VOC all-point interpolated AP, averaged over IoU 0.50:0.05:0.95, then averaged over images that
-have ground truth. Not numerically comparable with COCO AP; put it beside the study's numbers.
+0.50:0.05:0.95 and 101 recall points, then over classes; AP50 / AP75 at one IoU (pooled: no CI).
+**Study mAP, Matterport** (the study's code base, Matterport Mask R-CNN `utils.compute_ap_range`,
+reproduced exactly on 20 reference cases): per frame, predictions with score >= {study_min_score}
+(Matterport's DETECTION_MIN_CONFIDENCE) in score order each take the same-class ground truth of highest
+mask IoU that is not already taken by a prediction other than the top-scoring one (Matterport tests
+`gt_match > 0`, so a duplicate of the top detection is a second true positive and per-threshold AP
+can exceed 1); IoU in float32 against the unrounded thresholds `np.arange(0.5, 1.0, 0.05)` (an IoU
+of exactly 0.65 is 0.6499999762 in float32 and misses at 0.65); VOC all-point AP with float32
+recall; mean over the 10 thresholds, then over the frames that have ground truth (n = frames; AP is
+undefined without ground truth, so false alarms on empty frames do not count). CI: cluster bootstrap.
+**mAP, corrected per class** (what the study's Eq. 5 states, mAP = mean over classes of AP): per
+class, the predictions (score >= {study_min_score}) of all frames in score order, each matched
+one-to-one to the untaken same-class ground truth of highest IoU in its frame (no double matching),
+float64 IoU against 0.50, 0.55, ..., 0.95; VOC all-point AP per class and threshold, mean over
+thresholds, then over the classes that have ground truth (n = classes; false alarms on empty frames
+count). Pooled: no CI.
+**Study mAP column**: EVAL.STUDY_MAP_MODE = `{study_mode}` is the one shown as "study mAP" (flat key
+`study_mAP`); both variants are always reported under their own names. Neither is comparable with
+COCO AP.
 **Boundary** (optional): HD95 = max of the two directed 95th-percentile surface distances, ASSD =
-mean of all surface-to-surface distances of both directions (MONAI's definitions, in pixels);
-NaN when both masks are empty, inf when only one is (counted apart, excluded from means).
+mean of all surface-to-surface distances of both directions (MONAI's definitions, in pixels, ignore
+regions removed); NaN when both masks are empty, inf when only one is (counted apart, excluded from
+means).
 """
 
 
@@ -62,6 +94,27 @@ def mask_iou_matrix(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
     return iou.astype(np.float64)
 
 
+def crowd_overlap(pred_masks: np.ndarray, crowd_masks: np.ndarray) -> np.ndarray:
+    """COCO's IoU of a prediction with a crowd region: |P n K| / |P| (pred x crowd); 0 for empty P."""
+    n, m = len(pred_masks), len(crowd_masks)
+    if n == 0 or m == 0:
+        return np.zeros((n, m), dtype=np.float64)
+    p = pred_masks.reshape(n, -1).astype(np.float64)
+    inter = p @ crowd_masks.reshape(m, -1).astype(np.float64).T
+    area = p.sum(1)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(area > 0, inter / area, 0.0)
+
+
+def crowd_ignorable(crowd_iou: np.ndarray, pred_classes: Sequence[int], crowd_classes: Sequence[int]) -> np.ndarray:
+    """Per prediction, the highest crowd overlap with an ignore region of its own class (0 if none)."""
+    crowd_iou = np.asarray(crowd_iou, dtype=np.float64).reshape(len(pred_classes), len(crowd_classes))
+    if crowd_iou.size == 0:
+        return np.zeros(len(pred_classes))
+    same = np.asarray(pred_classes, dtype=int)[:, None] == np.asarray(crowd_classes, dtype=int)[None, :]
+    return np.where(same, crowd_iou, 0.0).max(1)
+
+
 def iou_dice(inter: float, area_a: float, area_b: float) -> tuple[float, float]:
     """IoU and Dice from an intersection and two areas; NaN when both areas are 0."""
     total = area_a + area_b
@@ -76,21 +129,26 @@ def semantic_counts(
     pred_masks: np.ndarray,
     pred_classes: Sequence[int],
     num_classes: int,
+    crowd_masks: np.ndarray | None = None,
+    crowd_classes: Sequence[int] = (),
 ) -> np.ndarray:
-    """Per class (intersection, gt area, pred area) of the class unions: array (num_classes, 3).
+    """Per class (intersection, gt area, pred area) of the class unions outside that class's ignore
+    regions: array (num_classes, 3). The reference the evaluator's RLE path is tested against.
 
     ``pred_masks`` must already be filtered by score.
     """
     out = np.zeros((num_classes, 3), dtype=np.int64)
     gt_classes = np.asarray(gt_classes, dtype=int)
     pred_classes = np.asarray(pred_classes, dtype=int)
+    crowd_classes = np.asarray(crowd_classes, dtype=int)
+    shape = (gt_masks if len(gt_masks) else pred_masks).shape[1:]
     for c in set(gt_classes.tolist()) | set(pred_classes.tolist()):
-        g = gt_masks[gt_classes == c].any(0) if (gt_classes == c).any() else None
-        p = pred_masks[pred_classes == c].any(0) if (pred_classes == c).any() else None
-        ga = int(g.sum()) if g is not None else 0
-        pa = int(p.sum()) if p is not None else 0
-        inter = int(np.logical_and(g, p).sum()) if g is not None and p is not None else 0
-        out[c] = (inter, ga, pa)
+        g = gt_masks[gt_classes == c].any(0) if (gt_classes == c).any() else np.zeros(shape, bool)
+        p = pred_masks[pred_classes == c].any(0) if (pred_classes == c).any() else np.zeros(shape, bool)
+        if crowd_masks is not None and (crowd_classes == c).any():
+            keep = ~crowd_masks[crowd_classes == c].any(0)
+            g, p = g & keep, p & keep
+        out[c] = (int((g & p).sum()), int(g.sum()), int(p.sum()))
     return out
 
 
@@ -115,6 +173,9 @@ def hungarian_match(iou: np.ndarray, thresh: float = 0.5) -> list[tuple[int, int
     return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= thresh]
 
 
+INSTANCE_KEYS = ("tp", "fp", "fn", "iou_sum", "dice_sum", "ignored")
+
+
 def instance_stats(
     gt_masks: np.ndarray,
     gt_classes: Sequence[int],
@@ -122,30 +183,44 @@ def instance_stats(
     pred_classes: Sequence[int],
     num_classes: int,
     iou_thresh: float = 0.5,
+    crowd_masks: np.ndarray | None = None,
+    crowd_classes: Sequence[int] = (),
 ) -> dict[str, np.ndarray]:
-    """Per class TP/FP/FN and the sum of matched IoU and Dice (same-class Hungarian matching).
+    """Per class TP/FP/FN, ignored predictions and the sum of matched IoU and Dice.
 
-    Returns arrays of length ``num_classes``: ``tp, fp, fn, iou_sum, dice_sum``.
+    Returns arrays of length ``num_classes``: ``tp, fp, fn, iou_sum, dice_sum, ignored``.
     """
+    ignore = None
+    if crowd_masks is not None and len(crowd_masks):
+        ignore = crowd_ignorable(crowd_overlap(pred_masks, crowd_masks), pred_classes, crowd_classes) >= iou_thresh
     return instance_stats_from_iou(mask_iou_matrix(gt_masks, pred_masks), gt_classes, pred_classes,
-                                   num_classes, iou_thresh)
+                                   num_classes, iou_thresh, ignore)
 
 
 def instance_stats_from_iou(
     iou: np.ndarray, gt_classes: Sequence[int], pred_classes: Sequence[int], num_classes: int,
-    iou_thresh: float = 0.5,
+    iou_thresh: float = 0.5, ignore_pred: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """``instance_stats`` from a precomputed (gt x pred) IoU matrix (the evaluator gets it from RLEs)."""
+    """``instance_stats`` from a precomputed (gt x pred) IoU matrix (the evaluator gets it from RLEs).
+
+    ``ignore_pred`` flags predictions COCO would match to an ignore region of their class: when no
+    ground truth matches them they are counted as ``ignored``, not as false positives.
+    """
     gt_classes = np.asarray(gt_classes, dtype=int)
     pred_classes = np.asarray(pred_classes, dtype=int)
+    ignore = np.zeros(len(pred_classes), bool) if ignore_pred is None else np.asarray(ignore_pred, bool)
     iou = np.asarray(iou, dtype=np.float64).reshape(len(gt_classes), len(pred_classes))
-    out = {k: np.zeros(num_classes) for k in ("tp", "fp", "fn", "iou_sum", "dice_sum")}
+    out = {k: np.zeros(num_classes) for k in INSTANCE_KEYS}
     for c in set(gt_classes.tolist()) | set(pred_classes.tolist()):
         g, p = gt_classes == c, pred_classes == c
         matches = hungarian_match(iou[np.ix_(g, p)], iou_thresh)
+        matched = np.zeros(int(p.sum()), bool)
+        matched[[m[1] for m in matches]] = True
+        n_ignored = int((~matched & ignore[p]).sum())
         out["tp"][c] = len(matches)
         out["fn"][c] = g.sum() - len(matches)
-        out["fp"][c] = p.sum() - len(matches)
+        out["fp"][c] = p.sum() - len(matches) - n_ignored
+        out["ignored"][c] = n_ignored
         for _, _, v in matches:
             out["iou_sum"][c] += v
             out["dice_sum"][c] += 2 * v / (1 + v)  # Dice = 2 IoU / (1 + IoU) for one pair
@@ -171,12 +246,14 @@ def confusion_counts(
 
 def confusion_from_iou(
     iou: np.ndarray, gt_classes: Sequence[int], pred_classes: Sequence[int], num_classes: int,
-    iou_thresh: float = 0.5,
+    iou_thresh: float = 0.5, ignore_pred: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``confusion_counts`` from a precomputed (gt x pred) IoU matrix."""
+    """``confusion_counts`` from a precomputed (gt x pred) IoU matrix; unmatched predictions flagged in
+    ``ignore_pred`` (inside an ignore region) are not false alarms."""
     cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     gt_classes = np.asarray(gt_classes, dtype=int)
     pred_classes = np.asarray(pred_classes, dtype=int)
+    ignore = np.zeros(len(pred_classes), bool) if ignore_pred is None else np.asarray(ignore_pred, bool)
     iou = np.asarray(iou, dtype=np.float64).reshape(len(gt_classes), len(pred_classes))
     matches = hungarian_match(iou, iou_thresh)
     used_g, used_p = set(), set()
@@ -188,7 +265,7 @@ def confusion_from_iou(
         if r not in used_g:
             cm[gt_classes[r], num_classes] += 1
     for c in range(len(pred_classes)):
-        if c not in used_p:
+        if c not in used_p and not ignore[c]:
             cm[num_classes, pred_classes[c]] += 1
     return cm
 
@@ -201,72 +278,139 @@ def precision_recall_f1(tp: float, fp: float, fn: float) -> tuple[float, float, 
     return float(p), float(r), float(f)
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+# --- Uncertainty: frames of one video are not independent, so every CI resamples groups. ---
+
+
+def group_index(groups: Sequence) -> tuple[np.ndarray, list]:
+    """Integer group index per item and the group labels (in order of first appearance)."""
+    labels: dict = {}
+    idx = np.array([labels.setdefault(g, len(labels)) for g in groups], dtype=np.int64)
+    return idx, list(labels)
+
+
+def group_sums(values: np.ndarray, gidx: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums per group: (n, k) values -> (n_groups, k)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v.reshape(len(gidx), -1) if v.size else v.reshape(0, v.shape[-1] if v.ndim > 1 else 1)
+    out = np.zeros((n_groups, v.shape[1]))
+    np.add.at(out, np.asarray(gidx, dtype=np.int64), v)
+    return out
+
+
+def _rng_kwargs(seed: int) -> dict:
+    from scipy.stats import bootstrap
+
+    gen = np.random.default_rng(seed)  # scipy >= 1.15 calls it rng, older releases random_state
+    return {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
+
+
+def cluster_bootstrap_ci(
+    columns: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
 ) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the mean of ``values`` (NaN ignored); (nan, nan) if empty."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
+    """Percentile CI of ``statistic(column sums)`` resampling the rows (one row per group).
+
+    ``columns`` is (n_groups, k): per group sums (e.g. sum of Dice and number of frames). Wraps
+    ``scipy.stats.bootstrap(paired=True)``, which resamples the same groups in every column: a
+    cluster bootstrap of a ratio. ``statistic`` maps (..., k) summed columns to (...). Needs >= 2
+    groups (else NaN: one video gives no between-video spread).
+    """
+    from scipy.stats import bootstrap
+
+    cols = np.asarray(columns, dtype=np.float64)
+    if cols.ndim != 2 or len(cols) < 2 or n_boot <= 0:
         return float("nan"), float("nan")
-    if v.size == 1 or n_boot <= 0:
-        m = float(v.mean())
-        return m, m
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+
+    def stat(*samples, axis=-1):
+        return statistic(np.stack([s.sum(axis=axis) for s in samples], axis=-1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = bootstrap(tuple(cols.T), stat, n_resamples=n_boot, paired=True, vectorized=True,
+                        confidence_level=1 - alpha, method="percentile", **_rng_kwargs(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarize(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """mean, std (ddof=1), 95% bootstrap CI and n over the finite values."""
+def _ratio(s: np.ndarray) -> np.ndarray:
+    return s[..., 0] / s[..., 1]
+
+
+def summarize_grouped(values: np.ndarray, gidx: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05) -> dict[str, float]:
+    """Mean, std (ddof=1) and n over the finite values (frames), with a cluster-bootstrap CI of the mean.
+
+    The CI resamples the groups that hold at least one finite value (``n_groups``).
+    """
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    lo, hi = bootstrap_ci(v, n_boot, seed)
+    ok = np.isfinite(v)
+    v, g = v[ok], np.asarray(gidx)[ok]
+    _, g = np.unique(g, return_inverse=True)
+    n_groups = int(g.max()) + 1 if v.size else 0
+    sums = group_sums(np.stack([v, np.ones_like(v)], 1), g, n_groups)
+    lo, hi = cluster_bootstrap_ci(sums, _ratio, n_boot, seed, alpha)
     return {
         "mean": float(v.mean()) if v.size else float("nan"),
         "std": float(v.std(ddof=1)) if v.size > 1 else (0.0 if v.size == 1 else float("nan")),
         "ci_low": lo,
         "ci_high": hi,
         "n": int(v.size),
+        "n_groups": n_groups,
     }
 
 
-def bootstrap_macro_ci(
-    per_image: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float]:
-    """CI of the macro mean (mean over classes of per-class means) resampling images.
+def _macro(s: np.ndarray) -> np.ndarray:
+    c = s.shape[-1] // 2
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet_nan():
+        return np.nanmean(s[..., :c] / s[..., c:], axis=-1)
 
-    ``per_image`` is (n_images, n_classes) with NaN where a class is not counted.
+
+def macro_summary(per_frame: np.ndarray, gidx: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                  alpha: float = 0.05) -> dict[str, float]:
+    """Macro mean (mean over classes of the per-class means over frames) with a cluster CI.
+
+    ``per_frame`` is (n_frames, n_classes), NaN where a class is not counted. Groups without any
+    counted value add nothing to any mean and are left out of the resampling.
     """
-    x = np.asarray(per_image, dtype=np.float64)
-    if x.size == 0 or not np.isfinite(x).any():
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    with np.errstate(invalid="ignore"), _quiet_nan():
-        stats = np.nanmean(np.nanmean(x[idx], axis=1), axis=1)
-    stats = stats[np.isfinite(stats)]
-    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    x = np.asarray(per_frame, dtype=np.float64)
+    ok = np.isfinite(x)
+    g_all = np.asarray(gidx)
+    keep = ok.any(1) if x.size else np.zeros(len(x), bool)
+    _, g = np.unique(g_all[keep], return_inverse=True)
+    n_groups = int(g.max()) + 1 if keep.any() else 0
+    sums = group_sums(np.concatenate([np.where(ok, x, 0.0), ok], 1)[keep], g, n_groups)
+    point = float(_macro(sums.sum(0))) if n_groups else float("nan")
+    lo, hi = cluster_bootstrap_ci(sums, _macro, n_boot, seed, alpha)
+    return {"mean": point, "ci_low": lo, "ci_high": hi, "n": int(keep.sum()), "n_groups": n_groups}
 
 
-def bootstrap_micro_ci(
-    counts: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> dict[str, tuple[float, float]]:
-    """CIs of micro IoU and Dice resampling images; ``counts`` is (n_images, n_classes, 3)."""
-    c = np.asarray(counts, dtype=np.float64).sum(1)  # (n_images, 3)
-    if len(c) == 0:
-        nan = (float("nan"), float("nan"))
-        return {"iou": nan, "dice": nan}
-    rng = np.random.default_rng(seed)
-    s = c[rng.integers(0, len(c), size=(n_boot, len(c)))].sum(1)
-    iou, dice = semantic_iou_dice(s)
+def _micro_iou(s: np.ndarray) -> np.ndarray:
+    return s[..., 0] / (s[..., 1] + s[..., 2] - s[..., 0])
+
+
+def _micro_dice(s: np.ndarray) -> np.ndarray:
+    return 2 * s[..., 0] / (s[..., 1] + s[..., 2])
+
+
+def micro_summary(counts: np.ndarray, gidx: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                  alpha: float = 0.05) -> dict[str, dict[str, float]]:
+    """Micro IoU and Dice (pixel sums over all frames and classes) with cluster CIs.
+
+    ``counts`` is (n_frames, n_classes, 3) of (intersection, gt area, pred area).
+    """
+    c = np.asarray(counts, dtype=np.float64).reshape(len(gidx), -1, 3).sum(1)
+    keep = (c[:, 1] + c[:, 2]) > 0
+    _, g = np.unique(np.asarray(gidx)[keep], return_inverse=True)
+    n_groups = int(g.max()) + 1 if keep.any() else 0
+    sums = group_sums(c[keep], g, n_groups)
     out = {}
-    for name, v in (("iou", iou), ("dice", dice)):
-        v = v[np.isfinite(v)]
-        out[name] = tuple(float(q) for q in np.quantile(v, [alpha / 2, 1 - alpha / 2])) if v.size else (
-            float("nan"), float("nan"))
+    for name, fn in (("iou", _micro_iou), ("dice", _micro_dice)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            point = float(fn(sums.sum(0))) if n_groups else float("nan")
+        lo, hi = cluster_bootstrap_ci(sums, fn, n_boot, seed, alpha)
+        out[name] = {"mean": point, "ci_low": lo, "ci_high": hi, "n": int(keep.sum()), "n_groups": n_groups}
     return out
 
 
@@ -274,8 +418,6 @@ class _quiet_nan:
     """Silence numpy's 'Mean of empty slice' warnings: all-NaN columns are expected here."""
 
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", category=RuntimeWarning)

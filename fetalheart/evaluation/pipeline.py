@@ -36,13 +36,16 @@ class _ProgressLoader:
 
 
 def run_summary(cfg) -> dict:
-    """What identifies the model in reports and in compare_runs."""
+    """What identifies the model in reports and in compare_runs (which groups runs by model and pairs
+    fold runs by ``fold``; -1 = not a fold run)."""
     return {
         "weights": cfg.MODEL.WEIGHTS,
         "enhance": cfg.INPUT.ENHANCE,
         "momentum": float(cfg.SOLVER.MOMENTUM),
         "study_model_id": int(cfg.STUDY.MODEL_ID),
         "study_name": cfg.STUDY.NAME,
+        "fold": int(cfg.DATASETS.get("FOLD", -1)),
+        "seed": int(cfg.SEED),
     }
 
 
