@@ -55,9 +55,10 @@ reproduced exactly on 20 reference cases): per frame, predictions with score >= 
 mask IoU that is not already taken by a prediction other than the top-scoring one (Matterport tests
 `gt_match > 0`, so a duplicate of the top detection is a second true positive and per-threshold AP
 can exceed 1); IoU in float32 against the unrounded thresholds `np.arange(0.5, 1.0, 0.05)` (an IoU
-of exactly 0.65 is 0.6499999762 in float32 and misses at 0.65); VOC all-point AP with float32
-recall; mean over the 10 thresholds, then over the frames that have ground truth (n = frames; AP is
-undefined without ground truth, so false alarms on empty frames do not count). CI: cluster bootstrap.
+of exactly 0.6 is 0.6000000238 in float32 and passes 0.6000000000000001; exactly 0.65 is
+0.6499999762 and misses 0.6500000000000001); VOC all-point AP with float32 recall; mean over the 10
+thresholds, then over the frames that have ground truth (n = frames; AP is undefined without ground
+truth, so false alarms on empty frames do not count here). CI: cluster bootstrap.
 **mAP, corrected per class** (what the study's Eq. 5 states, mAP = mean over classes of AP): per
 class, the predictions (score >= {study_min_score}) of all frames in score order, each matched
 one-to-one to the untaken same-class ground truth of highest IoU in its frame (no double matching),
