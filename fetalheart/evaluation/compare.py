@@ -54,8 +54,8 @@ validation fold), and groups are the samples: effect size = mean over groups of 
 with a 95% percentile bootstrap CI over groups (scipy.stats.bootstrap, {n_boot} resamples), and,
 with >= {min_groups} groups, a two-sided Wilcoxon signed-rank test on the group means (scipy) with
 the matched-pairs rank-biserial correlation r; p-values Holm-corrected over the table. With fewer
-groups no p-value is given (5 groups cannot reach p < 0.0625): the CI then describes frames of those
-groups only, not other videos.
+groups no p-value is given (with 5 groups the smallest possible two-sided p is 0.0625): the CI then
+describes frames of those groups only, not other videos.
 """
 COMPARE_DEFINITIONS = COMPARE_DEFINITIONS.replace("\n**", "\n\n**")
 
@@ -156,8 +156,9 @@ def paired_group_test(a: np.ndarray, b: np.ndarray, groups: Sequence, n_boot: in
            "median_diff": float(np.median(d)) if n else float("nan"), "ci_low": lo, "ci_high": hi,
            "p": float("nan"), "statistic": float("nan"), "rank_biserial": float("nan"), "note": ""}
     if n < min_groups:
-        res["note"] = (f"{n} groups: no test (needs >= {min_groups}); the CI covers frames of {n} "
-                       f"group{'s' if n != 1 else ''} only")
+        res["note"] = ("no frame evaluated for both models" if n == 0 else
+                       "1 group: no test and no CI (one video says nothing about others)" if n == 1 else
+                       f"{n} groups: no test (needs >= {min_groups}); the CI covers frames of {n} groups only")
         return res
     res["rank_biserial"] = rank_biserial(d)
     if np.all(d == 0):  # scipy refuses all-zero differences; there is no evidence of a difference
@@ -466,7 +467,8 @@ def comparison_markdown(table: dict) -> str:
     notes = sorted({f"{r['model']}: {r['test']['note']}" for r in rows if r.get("test", {}).get("note")})
     lines = ["# Model comparison", "",
              f"{len(rows)} models; ranked by {METRIC_LABELS[table['rank_by']]}; best: **{table['best']}**. "
-             "All scores 0-1. Runs = folds x seeds. Paired tests: "
+             "All scores 0-1. Runs = folds x seeds; a value without '(K folds)' or 's' comes from one "
+             "evaluation (its frames / groups in that column). Paired tests: "
              f"{table['n_tested']} of {table['n_comparisons']} comparisons had enough groups for a test "
              f"(alpha {table['alpha']}, Holm).", "", "## Definitions", "", table["definitions"], "",
              "| rank | model | enhance | momentum | runs | COCO segm AP | study mAP (Matterport) | mAP (corrected) | "

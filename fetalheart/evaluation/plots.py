@@ -63,7 +63,8 @@ def per_class_bars(report: dict, path: str | os.PathLike, overwrite: bool = True
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (0-1)")
-    ax.set_title(f"Per-class scores ({report.get('dataset', '')}, n={report['n_images']} images)")
+    ax.set_title(f"Per-class scores ({report.get('dataset', '')}, {report['n_images']} frames of "
+                 f"{report.get('n_groups', '?')} groups; whiskers: 95% CI over groups)", fontsize=9)
     ax.legend(ncol=3, fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path, overwrite)
