@@ -3,7 +3,9 @@
 Writes OUT/images/<file_name> (lossless PNG) and OUT/annotations/<name of --coco> with the same
 annotations; register it with image_root OUT/images. Inputs are never modified. Results are
 cached by image content + spec + parameters, so rerunning (another split into the same OUT,
---overwrite) only redoes what changed.
+--overwrite) only redoes what changed. OUT/enhance_report.json says, per split, how many frames
+each step of the spec changed and the mean absolute change (grey levels); a step that changes
+fewer than 95% of the frames is reported as a WARNING on stderr.
 """
 
 from __future__ import annotations
@@ -22,11 +24,18 @@ EPILOG = f"""examples:
   # equalise inside the ultrasound fan only, stronger CLAHE clip, 2 processes
   tools/enhance_dataset.py --coco val.json --images images --spec he+clahe+bd -o out \\
       --mask auto --param clahe_clip_limit=3 --workers 2
+  # the 5 bd specs sharing one kernel cache (each frame's blur kernel estimated once)
+  for s in bd he+bd ahe+bd he+clahe+bd ahe+clahe+bd; do tools/enhance_dataset.py --coco train.json \
+      --images images --spec $s -o out_$s --cache-dir cache/enhance; done
+  # bd that leaves frames whose estimated blur is below the floor unchanged (the pre-floor behaviour)
+  tools/enhance_dataset.py --coco train.json --images images --spec bd -o out_bd --param bd_skip_sharp=true
 
 specs: names joined by '+', applied left to right: original, he, ahe, clahe, bd
   (the study's 11: {", ".join(SPECS_OF_STUDY)})
 parameters (--param KEY=VALUE): {", ".join(f"{k}={v}" for k, v in DEFAULT_PARAMS.items())}
   clahe_clip_limit is in OpenCV units (multiple of a tile's mean bin height; ~ skimage clip x 256).
+  bd_min_sigma is a floor (pixels) on the deconvolution kernel's spread: every frame is deblurred
+  with at least that blur, unless bd_skip_sharp=true (then frames estimated sharper are kept as is).
 """
 
 
@@ -49,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], type=parse_param, metavar="KEY=VALUE",
                    help="override a parameter; repeatable")
     p.add_argument("-j", "--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="bd kernel cache folder, shared between specs (default OUT/enhance_cache)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -56,16 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None) -> int:
     from fetalheart.enhance.dataset import enhance_coco
+    from fetalheart.enhance.stats import changes_table
 
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise FetalHeartError("--workers must be >= 1")
     summary = enhance_coco(args.coco, args.images, args.spec, args.output, params=dict(args.param),
-                           mask=args.mask, workers=args.workers, overwrite=args.overwrite, quiet=args.quiet)
+                           mask=args.mask, workers=args.workers, overwrite=args.overwrite, quiet=args.quiet,
+                           cache_dir=args.cache_dir)
     if not args.quiet:
         print(f"{summary['spec']}: {summary['images']} images ({summary['enhanced']} enhanced, "
               f"{summary['cached']} cached); json: {summary['json']}; image_root: {summary['image_root']}",
               file=sys.stderr)
+        print(changes_table(summary["changes"]), file=sys.stderr)
+        print(f"change statistics: {summary['report']}", file=sys.stderr)
+    if summary["warning"]:  # printed even with --quiet: the spec may not do what its name says
+        print(f"WARNING: {summary['warning']}", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Content-addressed cache of enhanced images (disk + small in-memory LRU).
 
-bd costs ~0.3-1 s per frame and training sees each image many times, so online training
-must not recompute it. The key is a SHA-256 of the pixels (shape, dtype, bytes), the
+A bd result costs a kernel estimate (~0.1 s per frame; cached separately, see kernels.py)
+plus an FFT deconvolution, and training sees each image many times, so the finished image of
+a bd spec is cached too. The key is a SHA-256 of the pixels (shape, dtype, bytes), the
 canonical spec, the parameters the spec uses, the mask and ``CACHE_VERSION``: change any of
 them and the entry is simply not found. Entries are lossless PNG (uint8/uint16), written
 atomically so concurrent DataLoader workers never read half a file.
@@ -22,7 +23,9 @@ import cv2
 import numpy as np
 
 #: Bump when an algorithm changes its output, so stale cache entries are ignored.
-CACHE_VERSION = 1
+#: 2: bd deconvolves every frame (kernel floor ``bd_min_sigma``), kernel estimated on the
+#: original image inside the sector and shared by all bd specs.
+CACHE_VERSION = 2
 
 
 def image_digest(image: np.ndarray) -> str:

@@ -6,9 +6,15 @@ as lossless PNG (a JPEG source gets ``.png`` in its file_name: re-encoding enhan
 JPEG would add the very artefacts HE amplifies).
 
 Caching: ``OUT/images/.enhance_manifest.json`` records, per output image, a key made of the
-SHA-256 of the source file's bytes + spec + the parameters it uses + mask mode. A rerun (another
-split, ``--overwrite``, an interrupted run) skips every image whose key matches and whose output
-exists, so it costs one hash per image.
+SHA-256 of the source file's bytes + spec + the parameters it uses + mask mode, and the image's
+change record. A rerun (another split, ``--overwrite``, an interrupted run) skips every image
+whose key matches and whose output exists, so it costs one hash per image. bd kernels go to
+``cache_dir`` (default ``OUT/enhance_cache``): pass one folder to every bd spec so each source
+image's kernel is estimated once.
+
+Change statistics (``fetalheart.enhance.stats``): how many frames each step of the spec changed
+and by how much, written per split to ``OUT/enhance_report.json``; a step changing fewer than
+95% of the frames gives a ``warning``.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 from fetalheart.enhance.cache import CACHE_VERSION
 from fetalheart.enhance.enhancer import Enhancer
+from fetalheart.enhance.kernels import process_pool
 from fetalheart.enhance.spec import parse_spec, resolve_params, spec_name, used_params
+from fetalheart.enhance.stats import image_changes, summarise_changes
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
 
@@ -32,6 +40,7 @@ import cv2
 from tqdm import tqdm
 
 MANIFEST_NAME = ".enhance_manifest.json"
+REPORT_NAME = "enhance_report.json"
 
 _WORKER_ENHANCER: Enhancer | None = None
 
@@ -44,22 +53,23 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _init_worker(spec: str, params: dict, mask: str) -> None:
+def _init_worker(spec: str, params: dict, mask: str, cache_dir: str | None) -> None:
     global _WORKER_ENHANCER
     cv2.setNumThreads(1)  # parallelism is across images
-    _WORKER_ENHANCER = Enhancer(spec, params=params, mask=mask, memory_items=0)
+    _WORKER_ENHANCER = Enhancer(spec, params=params, mask=mask, cache_dir=cache_dir, memory_items=0)
 
 
-def _enhance_one(src: str, dst: str) -> str:
+def _enhance_one(src: str, dst: str) -> dict[str, Any]:
+    """Enhance one file into ``dst``; its change record (see ``stats.image_changes``)."""
     img = cv2.imread(src, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FetalHeartError(f"cannot read image {src}")
     assert _WORKER_ENHANCER is not None
-    out = _WORKER_ENHANCER(img)
+    out, record = image_changes(_WORKER_ENHANCER, img)
     with atomic_path(dst) as tmp:
         if not cv2.imwrite(str(tmp), out):
             raise FetalHeartError(f"cannot write {dst}")
-    return dst
+    return record
 
 
 def _out_name(file_name: str) -> str:
@@ -69,25 +79,7 @@ def _out_name(file_name: str) -> str:
     return str(p.with_suffix(".png")).replace(os.sep, "/")
 
 
-def enhance_coco(
-    coco_json: str | os.PathLike,
-    images_dir: str | os.PathLike,
-    spec: str,
-    output: str | os.PathLike,
-    *,
-    params: Mapping[str, Any] | None = None,
-    mask: str = "none",
-    workers: int = 1,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Enhance every image of ``coco_json`` with ``spec``; return a summary (counts, paths)."""
-    ops = parse_spec(spec)
-    name = spec_name(ops)
-    resolved = resolve_params(params)
-    if mask not in ("none", "auto"):
-        raise FetalHeartError(f"--mask must be 'none' or 'auto', got {mask!r}")
-    coco_json, images_dir, output = Path(coco_json), Path(images_dir), Path(output)
+def _load_coco(coco_json: Path) -> dict:
     try:
         coco = json.loads(coco_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -96,12 +88,11 @@ def enhance_coco(
         raise FetalHeartError(f"{coco_json} is not valid JSON: {exc}") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise FetalHeartError(f"{coco_json} is not a COCO file (no 'images' list)")
-    out_json = output / "annotations" / coco_json.name
-    if out_json.exists() and not overwrite:
-        raise FetalHeartError(f"{out_json} exists; pass --overwrite to replace it")
-    if output.resolve() == images_dir.resolve() or (output / "images").resolve() == images_dir.resolve():
-        raise FetalHeartError("output must not be the input image folder (inputs are never modified)")
+    return coco
 
+
+def _plan(coco: dict, images_dir: Path) -> list[tuple[Path, str]]:
+    """(source path, output file_name) per COCO image, checked before anything is written."""
     jobs: list[tuple[Path, str]] = []
     seen: dict[str, str] = {}
     for im in coco["images"]:
@@ -115,6 +106,73 @@ def enhance_coco(
         if seen.setdefault(out_rel, fn) != fn:
             raise FetalHeartError(f"{fn!r} and {seen[out_rel]!r} would both be written as {out_rel}")
         jobs.append((src, out_rel))
+    return jobs
+
+
+def _run(todo: list, init: tuple, workers: int, manifest: dict, desc: str, quiet: bool) -> None:
+    """Enhance the ``todo`` images (serially or in a process pool), recording each in ``manifest``."""
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=quiet)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            _init_worker(*init)
+            for src, dst, out_rel, key in todo:
+                manifest[out_rel] = {"key": key, "changes": _enhance_one(str(src), str(dst))}
+                bar.update()
+        else:
+            with process_pool(workers, _init_worker, init) as pool:
+                futures = {pool.submit(_enhance_one, str(s), str(d)): (r, k) for s, d, r, k in todo}
+                for fut in as_completed(futures):
+                    out_rel, key = futures[fut]
+                    manifest[out_rel] = {"key": key, "changes": fut.result()}
+                    bar.update()
+    finally:
+        bar.close()
+
+
+def _write_report(output: Path, coco_json: Path, enhancer: Enhancer, counts: dict, changes: dict) -> Path:
+    """Merge this split's entry into ``OUT/enhance_report.json`` (one entry per COCO file name)."""
+    path = output / REPORT_NAME
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        report = {}
+    if not isinstance(report, dict) or report.get("spec") != enhancer.spec or not isinstance(report.get("splits"), dict):
+        report = {"splits": {}}
+    report.update(spec=enhancer.spec, mask=changes["mask"], params=changes["params"])
+    report["splits"][coco_json.name] = {"source_json": str(coco_json), **counts, "changes": changes}
+    return write_json_atomic(path, report)
+
+
+def enhance_coco(
+    coco_json: str | os.PathLike,
+    images_dir: str | os.PathLike,
+    spec: str,
+    output: str | os.PathLike,
+    *,
+    params: Mapping[str, Any] | None = None,
+    mask: str = "none",
+    workers: int = 1,
+    overwrite: bool = False,
+    quiet: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Enhance every image of ``coco_json`` with ``spec``; a summary (counts, paths, change statistics).
+
+    ``cache_dir``: bd kernel cache (default ``OUT/enhance_cache``); share it between specs.
+    """
+    ops = parse_spec(spec)
+    name = spec_name(ops)
+    resolved = resolve_params(params)
+    if mask not in ("none", "auto"):
+        raise FetalHeartError(f"--mask must be 'none' or 'auto', got {mask!r}")
+    coco_json, images_dir, output = Path(coco_json), Path(images_dir), Path(output)
+    coco = _load_coco(coco_json)
+    out_json = output / "annotations" / coco_json.name
+    if out_json.exists() and not overwrite:
+        raise FetalHeartError(f"{out_json} exists; pass --overwrite to replace it")
+    if output.resolve() == images_dir.resolve() or (output / "images").resolve() == images_dir.resolve():
+        raise FetalHeartError("output must not be the input image folder (inputs are never modified)")
+    jobs = _plan(coco, images_dir)
 
     image_root = ensure_writable_dir(output / "images")
     manifest_path = image_root / MANIFEST_NAME
@@ -127,37 +185,25 @@ def enhance_coco(
     )
     todo: list[tuple[Path, Path, str, str]] = []
     cached = 0
-    hashes = tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200)
-    for src, out_rel in hashes:
+    for src, out_rel in tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200):
         key = hashlib.sha256((_file_digest(src) + "|" + meta).encode()).hexdigest()
         dst = image_root / out_rel
-        if manifest.get(out_rel) == key and dst.is_file():
+        entry = manifest.get(out_rel)
+        if isinstance(entry, dict) and entry.get("key") == key and "changes" in entry and dst.is_file():
             cached += 1
         else:
             todo.append((src, dst, out_rel, key))
 
-    def done(out_rel: str, key: str) -> None:
-        manifest[out_rel] = key
-
-    bar = tqdm(total=len(todo), desc=f"enhance {name}", unit="img", disable=quiet)
+    kernel_dir = str(cache_dir if cache_dir is not None else output / "enhance_cache") if "bd" in ops else None
     try:
-        if workers <= 1 or len(todo) <= 1:
-            _init_worker(name, resolved, mask)
-            for src, dst, out_rel, key in todo:
-                _enhance_one(str(src), str(dst))
-                done(out_rel, key)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(name, resolved, mask)) as pool:
-                futures = {pool.submit(_enhance_one, str(s), str(d)): (r, k) for s, d, r, k in todo}
-                for fut in as_completed(futures):
-                    fut.result()
-                    done(*futures[fut])
-                    bar.update()
+        _run(todo, (name, resolved, mask, kernel_dir), workers, manifest, f"enhance {name}", quiet)
     finally:
-        bar.close()
         write_json_atomic(manifest_path, manifest)
 
+    enhancer = Enhancer(name, params=resolved, mask=mask)
+    changes = summarise_changes(enhancer, [manifest[out_rel]["changes"] for _, out_rel in jobs])
+    counts = {"images": len(jobs), "enhanced": len(todo), "cached": cached}
+    report = _write_report(output, coco_json, enhancer, counts, changes)
     new = copy.deepcopy(coco)
     for im, (_, out_rel) in zip(new["images"], jobs, strict=True):
         im["file_name"] = out_rel
@@ -171,5 +217,5 @@ def enhance_coco(
     }
     new["info"] = info
     write_json_atomic(out_json, new, overwrite=True)
-    return {"images": len(jobs), "enhanced": len(todo), "cached": cached, "json": str(out_json),
-            "image_root": str(image_root), "spec": name}
+    return {**counts, "json": str(out_json), "image_root": str(image_root), "spec": name,
+            "report": str(report), "changes": changes, "warning": changes["warning"], "cache_dir": kernel_dir}

@@ -38,10 +38,15 @@ _FFT_WORKERS = 1  # the callers parallelise over images; nested threads only ove
 
 @dataclass(frozen=True)
 class DeblurResult:
-    """The sharp image and the kernel that explains the blur (both float, image in [0, 1])."""
+    """The sharp image, the kernel it was deconvolved with, and the spread of the *estimated* kernel.
+
+    ``kernel`` is the estimate widened to the floor (``min_sigma``) when it was narrower, a delta
+    when the frame was left unchanged; ``estimated_sigma`` is the estimate's own spread (pixels).
+    """
 
     image: np.ndarray
     kernel: np.ndarray
+    estimated_sigma: float = float("nan")
 
 
 # --------------------------------------------------------------------------- FFT helpers
@@ -193,23 +198,30 @@ def _most_edges_window(img: np.ndarray, size: int, mask: np.ndarray | None = Non
 
     Edges are what pin the kernel down; in an ultrasound frame the centre may be a dark
     chamber. With a sector mask, the sharp on-screen text outside the fan (which would
-    otherwise win and give a delta kernel) and the fan's own border are ignored.
+    otherwise win and give a delta kernel) and the fan's own border are ignored, and windows
+    lying (almost) wholly inside the fan are preferred: a window straddling the fan edge sees
+    the black margin, whose flat area and anti-aliased border say nothing about the blur.
     """
     h, w = img.shape
     sh, sw = min(size, h), min(size, w)
     g = np.abs(np.diff(img, axis=0))[:, :-1] + np.abs(np.diff(img, axis=1))[:-1, :]
+    inner = None
     if mask is not None:
         inner = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8))[:-1, :-1]
         g = g * inner
     ii = cv2.integral(g.astype(np.float64))
+    im = cv2.integral(inner.astype(np.float64)) if inner is not None else None
     step = max(8, size // 8)
-    best, best_yx = -1.0, (0, 0)
+    best, best_yx = (False, -1.0), (0, 0)
     for y in list(range(0, h - sh, step)) + [h - sh]:
         for x in list(range(0, w - sw, step)) + [w - sw]:
             y1, x1 = min(y + sh - 1, g.shape[0]), min(x + sw - 1, g.shape[1])
             e = ii[y1, x1] - ii[y, x1] - ii[y1, x] + ii[y, x]
-            if e > best:
-                best, best_yx = e, (y, x)
+            inside = True
+            if im is not None:
+                inside = (im[y1, x1] - im[y, x1] - im[y1, x] + im[y, x]) >= 0.95 * (y1 - y) * (x1 - x)
+            if (inside, e) > best:
+                best, best_yx = (inside, e), (y, x)
     return best_yx
 
 
@@ -291,6 +303,68 @@ def deconvolve(image: np.ndarray, kernel: np.ndarray, *, method: str = "wiener",
     return np.clip(out[pad : pad + img.shape[0], pad : pad + img.shape[1]], 0.0, 1.0)
 
 
+def widen_kernel(kernel: np.ndarray, min_sigma: float) -> np.ndarray:
+    """The kernel convolved with the isotropic Gaussian that brings its spread up to ``min_sigma``.
+
+    Second moments add under convolution, so the Gaussian's sigma is about
+    sqrt(min_sigma^2 - sigma^2); it is refined by bisection so the sampled, truncated result
+    has spread ``min_sigma`` within 1e-3 px. A kernel already that wide is returned as is; the
+    estimate's shape (anisotropy, offset) is kept, only its width is floored.
+    """
+    sigma = kernel_sigma(kernel)
+    if min_sigma <= 0 or sigma >= min_sigma:
+        return kernel
+    ksize = kernel.shape[0]
+    limit = (ksize - 1) / 4.0  # a Gaussian wider than this no longer fits the kernel support
+    if min_sigma > limit:
+        raise ValueError(f"min_sigma {min_sigma} does not fit a {ksize} px kernel (at most {limit:g})")
+
+    def widened(s_add: float) -> np.ndarray:
+        g = cv2.getGaussianKernel(ksize, s_add)
+        out = np.maximum(cv2.filter2D(kernel, -1, g @ g.T, borderType=cv2.BORDER_CONSTANT), 0.0)
+        return out / out.sum()
+
+    lo, hi = 0.0, float(min_sigma)
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if kernel_sigma(widened(mid)) < min_sigma:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-4:
+            break
+    return widened(hi)
+
+
+def deblur_with_kernel(
+    image: np.ndarray,
+    estimated: np.ndarray,
+    *,
+    method: str = "wiener",
+    nsr: float = 0.01,
+    rl_iters: int = 10,
+    min_sigma: float = 1.0,
+    skip_sharp: bool = False,
+) -> DeblurResult:
+    """The non-blind half of bd: deconvolve ``image`` (float, [0, 1]) with an estimated kernel.
+
+    ``min_sigma`` is a floor on the kernel's spread (second-moment sigma, pixels). The estimator
+    cannot resolve blurs narrower than about 1 px (it returns 0.6-0.9 px on sharp frames), so
+    by default a narrower estimate is widened to the floor and *every* frame is deconvolved, as
+    the study did. ``skip_sharp=True`` instead treats such a frame as "no blur" and returns it
+    unchanged (delta kernel): the behaviour before the floor existed.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    sigma = kernel_sigma(estimated)
+    ksize = estimated.shape[0]
+    if float(img.max() - img.min()) < 1e-6:  # constant: nothing to deblur, keep it exactly
+        return DeblurResult(img.copy(), _delta(ksize), sigma)
+    if sigma < min_sigma and skip_sharp:
+        return DeblurResult(img.copy(), _delta(ksize), sigma)
+    k = widen_kernel(estimated, min_sigma)
+    return DeblurResult(deconvolve(img, k, method=method, nsr=nsr, rl_iters=rl_iters), k, sigma)
+
+
 def blind_deblur(
     image: np.ndarray,
     *,
@@ -301,22 +375,20 @@ def blind_deblur(
     nsr: float = 0.01,
     rl_iters: int = 10,
     max_size: int = 128,
-    min_sigma: float = 1.2,
+    min_sigma: float = 1.0,
+    skip_sharp: bool = False,
     mask: np.ndarray | None = None,
 ) -> DeblurResult:
     """Blind deblurring of one float grayscale image in [0, 1]: kernel estimate, then deconvolution.
 
-    ``min_sigma``: a kernel whose spread (second-moment sigma, pixels) is below this is taken
-    as "no blur": the estimator returns spreads of 0.6-1.0 px on sharp images (its resolution
-    floor), and deconvolving with such a kernel only adds ringing. The image is then returned
-    unchanged and the kernel is a delta.
+    ``mask`` (boolean H x W, e.g. the ultrasound sector) chooses where the kernel is estimated;
+    the whole image is deconvolved. ``min_sigma`` / ``skip_sharp``: see :func:`deblur_with_kernel`.
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError("blind_deblur expects a 2-D (grayscale/luminance) image")
-    if float(img.max() - img.min()) < 1e-6:  # constant: nothing to deblur, keep it exactly
-        return DeblurResult(img.copy(), _delta(kernel_size))
+    if float(img.max() - img.min()) < 1e-6:  # constant: no edge to estimate from
+        return DeblurResult(img.copy(), _delta(kernel_size), 0.0)
     k = estimate_kernel(img, kernel_size=kernel_size, lam=lam, iters=iters, max_size=max_size, mask=mask)
-    if kernel_sigma(k) < min_sigma:
-        return DeblurResult(img.copy(), _delta(kernel_size))
-    return DeblurResult(deconvolve(img, k, method=method, nsr=nsr, rl_iters=rl_iters), k)
+    return deblur_with_kernel(img, k, method=method, nsr=nsr, rl_iters=rl_iters, min_sigma=min_sigma,
+                              skip_sharp=skip_sharp)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from fetalheart.enhance.cache import ImageCache, cache_key
-from fetalheart.enhance.spec import MASK_MODES, apply_ops, parse_spec, resolve_params, spec_name, used_params
+from fetalheart.enhance.kernels import IMAGE_DIR, KERNEL_DIR, KernelCache, bd_kernel
+from fetalheart.enhance.spec import (
+    MASK_MODES,
+    apply_ops,
+    apply_steps,
+    parse_spec,
+    resolve_params,
+    spec_name,
+    used_params,
+)
 from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
@@ -16,10 +26,13 @@ import numpy as np
 class Enhancer:
     """``Enhancer("ahe+clahe")(image) -> image``; the same object serves training, evaluation, prediction.
 
-    When the spec contains ``bd`` results are cached (bd costs ~0.3-1 s per frame): in memory
-    (``memory_items`` LRU) and, with ``cache_dir``, on disk keyed by image content + spec +
-    parameters + mask, shared across runs and DataLoader workers. Cheap specs (he/ahe/clahe,
-    ~1 ms) are recomputed: reading a cache entry would cost more.
+    When the spec contains ``bd``, two caches keyed by image content work together:
+    the *kernel* cache (``cache_dir/bd_kernels``: the blur kernel estimated once per original
+    image, shared by every bd spec, run and DataLoader worker; see ``fetalheart.enhance.kernels``)
+    and the *result* cache (``cache_dir/bd_images`` + a ``memory_items`` LRU: the finished
+    image for this spec + parameters + mask). Cheap specs (he/ahe/clahe, ~1 ms) are recomputed:
+    reading a cache entry would cost more. ``kernels`` shares one in-memory kernel cache
+    between several Enhancers (e.g. the 5 bd specs of a figure).
     """
 
     def __init__(
@@ -30,6 +43,7 @@ class Enhancer:
         mask: str | np.ndarray = "none",
         cache_dir: str | os.PathLike | None = None,
         memory_items: int = 32,
+        kernels: KernelCache | None = None,
     ):
         self.ops = parse_spec(spec)
         self.spec = spec_name(self.ops)
@@ -37,12 +51,23 @@ class Enhancer:
         if isinstance(mask, str) and mask not in MASK_MODES:
             raise FetalHeartError(f"mask must be one of {', '.join(MASK_MODES)} or an array, got {mask!r}")
         self.mask = mask
-        self.cache = ImageCache(cache_dir or None, memory_items) if "bd" in self.ops else None
+        root = Path(cache_dir) if cache_dir else None
+        has_bd = "bd" in self.ops
+        self.cache = ImageCache(root / IMAGE_DIR if root else None, memory_items) if has_bd else None
+        if has_bd and kernels is None:
+            kernels = KernelCache(root / KERNEL_DIR if root else None)
+        self.kernels = kernels if has_bd else None
 
     @property
     def identity(self) -> bool:
         """True for "original": callers may skip the step altogether."""
         return not self.ops
+
+    def kernel(self, image: np.ndarray) -> np.ndarray | None:
+        """The bd kernel *estimated* on this original image (cached; None when the spec has no bd)."""
+        if self.kernels is None:
+            return None
+        return bd_kernel(image, self.params, self.mask, self.kernels)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.identity:
@@ -53,9 +78,15 @@ class Enhancer:
         cached = self.cache.get(key, image)
         if cached is not None:
             return cached
-        out = apply_ops(image, self.ops, mask=self.mask, params=self.params)
+        out = apply_ops(image, self.ops, mask=self.mask, params=self.params, kernel=self.kernel(image))
         self.cache.put(key, out)
         return out
+
+    def steps(self, image: np.ndarray) -> list[np.ndarray]:
+        """The image after each operation of the spec (uncached results; the bd kernel is cached)."""
+        if self.identity:
+            return []
+        return apply_steps(image, self.ops, mask=self.mask, params=self.params, kernel=self.kernel(image))
 
     def __repr__(self) -> str:
         mask = self.mask if isinstance(self.mask, str) else "array"

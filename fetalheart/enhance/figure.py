@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fetalheart.enhance.enhancer import Enhancer
+from fetalheart.enhance.kernels import KernelCache
 from fetalheart.enhance.spec import SPECS_OF_STUDY
 
 import cv2
@@ -38,9 +39,10 @@ def enhancement_grid(
     import matplotlib.pyplot as plt
     from tqdm import tqdm
 
+    kernels = KernelCache()  # the frame's bd kernel, estimated once for all bd variants
     variants = []
     for spec in tqdm(specs, desc="variants", unit="spec", disable=not progress):
-        e = Enhancer(spec, params=params, mask=mask, memory_items=0)
+        e = Enhancer(spec, params=params, mask=mask, memory_items=0, kernels=kernels)
         variants.append((e.spec.upper(), e(image)))
     nrows = (len(variants) + ncols - 1) // ncols
     h, w = image.shape[:2]
