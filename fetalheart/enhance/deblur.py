@@ -26,6 +26,7 @@ the true kernel.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -69,13 +70,17 @@ def _otf2psf(otf: np.ndarray, shape: tuple[int, int], ksize: tuple[int, int]) ->
     return psf[:kh, :kw]
 
 
+@functools.lru_cache(maxsize=32)
 def _grad_otfs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """OTFs of the forward differences along x and y (circular)."""
+    """OTFs of the forward differences along x and y (circular); cached per shape, read-only."""
     dx = np.zeros(shape)
     dx[0, 0], dx[0, -1] = -1.0, 1.0  # (D_x u)[i, j] = u[i, j+1] - u[i, j] in correlation form
     dy = np.zeros(shape)
     dy[0, 0], dy[-1, 0] = -1.0, 1.0
-    return sfft.rfft2(dx, workers=_FFT_WORKERS), sfft.rfft2(dy, workers=_FFT_WORKERS)
+    fdx, fdy = sfft.rfft2(dx, workers=_FFT_WORKERS), sfft.rfft2(dy, workers=_FFT_WORKERS)
+    fdx.flags.writeable = False
+    fdy.flags.writeable = False
+    return fdx, fdy
 
 
 def _dx(u: np.ndarray) -> np.ndarray:
