@@ -21,7 +21,9 @@ def add_enhance_config(cfg: Any) -> None:
     if "ENHANCE_MASK" not in inp:
         inp.ENHANCE_MASK = "none"  # "none" (whole frame) or "auto" (equalise inside the fan only)
     if "ENHANCE_CACHE_DIR" not in inp:
-        inp.ENHANCE_CACHE_DIR = ""  # disk cache for bd results ("" = in-memory LRU only)
+        # bd cache folder (kernels + finished images), shareable by a grid's runs and workers;
+        # "" = the default the caller passes (the mappers: OUTPUT_DIR/enhance_cache), else memory only
+        inp.ENHANCE_CACHE_DIR = ""
     if "ENHANCE_PARAMS" not in inp:
         inp.ENHANCE_PARAMS = CN()
     for key, default in DEFAULT_PARAMS.items():
