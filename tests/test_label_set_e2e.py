@@ -105,7 +105,7 @@ def test_gpu_trained_run_predicts_on_cpu_with_its_own_labels(trained):
     out = trained["root"] / "pred"
     _tool("predict", "--config-file", str(_cuda_config(trained)), "MODEL.WEIGHTS",
           str(trained["run"] / "model_final.pth"), str(trained["root"] / "labelme" / "a_000000.png"),
-          "-o", str(out), "--score-thresh", "0.0", "-q")
+          "-o", str(out), "--score-thresh", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "-q")
     coco = json.loads((out / "predictions_coco.json").read_text())
     assert [c["name"] for c in coco["categories"]] == CLASSES
     assert {a["category_id"] for a in coco["annotations"]} <= {1, 2}

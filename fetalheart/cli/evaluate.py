@@ -10,7 +10,7 @@ import argparse
 import sys
 
 import fetalheart  # noqa: F401  (detectron2 shims first)
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 
 EPILOG = """example:
@@ -37,15 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "DETECTION_MIN_CONFIDENCE)")
     p.add_argument("--bootstrap", type=int, default=None, metavar="N", help="bootstrap resamples (default: EVAL.BOOTSTRAP_SAMPLES)")
     p.add_argument("--boundary", action="store_true", help="also HD95 and ASSD per class (slower)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides, e.g. MODEL.WEIGHTS run/model_final.pth MODEL.DEVICE cpu")
+    add_overwrite(p, "the report files in OUT")
+    add_quiet(p, "no progress bar")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config overrides, anywhere on the line, e.g. MODEL.WEIGHTS run/model_final.pth")
     return p
 
 
 def _main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    own, opts = split_overrides(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    args.opts = [*args.opts, *opts]
     if len(args.opts) % 2:
         raise FetalHeartError(f"config overrides come in KEY VALUE pairs, got {' '.join(args.opts)}")
     from fetalheart.config import load_cfg

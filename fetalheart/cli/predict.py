@@ -8,12 +8,11 @@ polygons: open in labelme, correct, then convert with labelme2coco).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import fetalheart  # noqa: F401  (detectron2 shims first)
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 
 EPILOG = """examples:
@@ -26,9 +25,6 @@ EPILOG = """examples:
 
 Config overrides (KEY VALUE, e.g. MODEL.WEIGHTS W) and inputs may be given in any order.
 """
-
-_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0], epilog=EPILOG,
@@ -45,25 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-labelme", action="store_true",
                    help="videos: also save the frames as PNG with LabelMe JSON (for relabelling)")
     p.add_argument("--no-overlays", action="store_true", help="skip overlay images/videos")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier predictions in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_overwrite(p, "earlier predictions in OUT")
+    add_quiet(p, "no progress bar or summary")
     return p
 
 
 def split_items(items: list[str]) -> tuple[list[str], list[str]]:
     """Separate KEY VALUE config overrides from input paths (a KEY is dotted upper case, not a file)."""
-    inputs, opts, i = [], [], 0
-    while i < len(items):
-        tok = items[i]
-        if _KEY.match(tok) and not Path(tok).exists():
-            if i + 1 >= len(items):
-                raise FetalHeartError(f"config override {tok} has no value")
-            opts += [tok, items[i + 1]]
-            i += 2
-        else:
-            inputs.append(tok)
-            i += 1
-    return inputs, opts
+    return split_overrides(items, is_path=lambda tok: Path(tok).exists())
 
 
 def _main(argv=None) -> int:

@@ -1,16 +1,26 @@
 """Evaluation: per-class IoU/Dice with CIs, the study's mAP, reports, plots and run comparison.
 
 ``build_evaluators(cfg, dataset_name, output_folder)`` is what ``Trainer.build_evaluator`` returns.
+The detectron2-facing names load lazily, so the pure statistics modules (``metrics``, ``compare``)
+import without torch or detectron2.
 """
 
-from fetalheart.evaluation.build import FetalHeartEvaluators, PerClassCOCOEvaluator, build_evaluators
-from fetalheart.evaluation.evaluator import SegmentationMetricsEvaluator
-from fetalheart.evaluation.metrics import DEFINITIONS
+from __future__ import annotations
 
-__all__ = [
-    "DEFINITIONS",
-    "FetalHeartEvaluators",
-    "PerClassCOCOEvaluator",
-    "SegmentationMetricsEvaluator",
-    "build_evaluators",
-]
+import importlib
+
+_LAZY = {
+    "FetalHeartEvaluators": "fetalheart.evaluation.build",
+    "PerClassCOCOEvaluator": "fetalheart.evaluation.build",
+    "build_evaluators": "fetalheart.evaluation.build",
+    "SegmentationMetricsEvaluator": "fetalheart.evaluation.evaluator",
+    "DEFINITIONS": "fetalheart.evaluation.metrics",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fetalheart.evaluation' has no attribute {name!r}")

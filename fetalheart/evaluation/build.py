@@ -89,14 +89,7 @@ class FetalHeartEvaluators(DatasetEvaluators):
 
 def build_evaluators(cfg, dataset_name: str, output_folder: str | None = None) -> FetalHeartEvaluators:
     """The evaluators for one dataset, configured from ``cfg.EVAL`` (see fetalheart.config)."""
-    ev = cfg.get("EVAL", None)
     coco = PerClassCOCOEvaluator(dataset_name, tasks=("segm", "bbox"), output_dir=output_folder,
                                  **_compat.coco_evaluator_kwargs())
-    seg = SegmentationMetricsEvaluator(
-        dataset_name,
-        score_thresh=ev.SCORE_THRESH if ev else 0.5,
-        bootstrap_samples=ev.BOOTSTRAP_SAMPLES if ev else 1000,
-        boundary_metrics=ev.BOUNDARY_METRICS if ev else False,
-        seed=ev.SEED if ev else 0,
-    )
+    seg = SegmentationMetricsEvaluator.from_config(cfg, dataset_name)
     return FetalHeartEvaluators([coco, seg], output_dir=output_folder)
