@@ -129,6 +129,29 @@ def _run(todo: list, init: tuple, workers: int, manifest: dict, desc: str, quiet
         bar.close()
 
 
+def _todo(jobs: list[tuple[Path, str]], image_root: Path, meta: str, manifest: dict, quiet: bool) -> list:
+    """The (src, dst, out_rel, key) still to enhance: those whose manifest key or output is missing."""
+    todo = []
+    for src, out_rel in tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200):
+        key = hashlib.sha256((_file_digest(src) + "|" + meta).encode()).hexdigest()
+        dst = image_root / out_rel
+        entry = manifest.get(out_rel)
+        if not (isinstance(entry, dict) and entry.get("key") == key and "changes" in entry and dst.is_file()):
+            todo.append((src, dst, out_rel, key))
+    return todo
+
+
+def _write_coco(out_json: Path, coco: dict, file_names: list[str], provenance: dict) -> None:
+    """The input COCO with the enhanced file names and ``info.fetalheart_enhance``; annotations as is."""
+    new = copy.deepcopy(coco)
+    for im, out_rel in zip(new["images"], file_names, strict=True):
+        im["file_name"] = out_rel
+    info = new.get("info") if isinstance(new.get("info"), dict) else {}
+    info["fetalheart_enhance"] = provenance
+    new["info"] = info
+    write_json_atomic(out_json, new, overwrite=True)
+
+
 def _write_report(output: Path, coco_json: Path, enhancer: Enhancer, counts: dict, changes: dict) -> Path:
     """Merge this split's entry into ``OUT/enhance_report.json`` (one entry per COCO file name)."""
     path = output / REPORT_NAME
@@ -183,17 +206,8 @@ def enhance_coco(
     meta = json.dumps(
         {"v": CACHE_VERSION, "spec": name, "params": used_params(ops, resolved), "mask": mask}, sort_keys=True
     )
-    todo: list[tuple[Path, Path, str, str]] = []
-    cached = 0
-    for src, out_rel in tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200):
-        key = hashlib.sha256((_file_digest(src) + "|" + meta).encode()).hexdigest()
-        dst = image_root / out_rel
-        entry = manifest.get(out_rel)
-        if isinstance(entry, dict) and entry.get("key") == key and "changes" in entry and dst.is_file():
-            cached += 1
-        else:
-            todo.append((src, dst, out_rel, key))
-
+    todo = _todo(jobs, image_root, meta, manifest, quiet)
+    cached = len(jobs) - len(todo)
     kernel_dir = str(cache_dir if cache_dir is not None else output / "enhance_cache") if "bd" in ops else None
     try:
         _run(todo, (name, resolved, mask, kernel_dir), workers, manifest, f"enhance {name}", quiet)
@@ -204,18 +218,8 @@ def enhance_coco(
     changes = summarise_changes(enhancer, [manifest[out_rel]["changes"] for _, out_rel in jobs])
     counts = {"images": len(jobs), "enhanced": len(todo), "cached": cached}
     report = _write_report(output, coco_json, enhancer, counts, changes)
-    new = copy.deepcopy(coco)
-    for im, (_, out_rel) in zip(new["images"], jobs, strict=True):
-        im["file_name"] = out_rel
-    info = new.get("info") if isinstance(new.get("info"), dict) else {}
-    info["fetalheart_enhance"] = {
-        "spec": name,
-        "params": used_params(ops, resolved),
-        "mask": mask,
-        "source_json": str(coco_json),
-        "source_images": str(images_dir),
-    }
-    new["info"] = info
-    write_json_atomic(out_json, new, overwrite=True)
+    provenance = {"spec": name, "params": used_params(ops, resolved), "mask": mask,
+                  "source_json": str(coco_json), "source_images": str(images_dir)}
+    _write_coco(out_json, coco, [out_rel for _, out_rel in jobs], provenance)
     return {**counts, "json": str(out_json), "image_root": str(image_root), "spec": name,
             "report": str(report), "changes": changes, "warning": changes["warning"], "cache_dir": kernel_dir}
