@@ -1,30 +1,43 @@
-"""Run a grid of trainings (the study's 22 models, optionally x seeds), each in its own folder.
+"""Run a grid of trainings (the study's 22 models, optionally x folds x seeds), each in its own folder.
 
-Finished runs are skipped, interrupted ones resumed, a failed run does not stop the others.
-Jobs go through submitit (FAIR's launcher) with its local executor here, or Slurm on a cluster,
-rather than a scheduler of our own. Each job runs ``train_net`` in a child process with its
-own CUDA_VISIBLE_DEVICES, so several small runs can share one GPU or spread over several.
+Finished runs are skipped, interrupted ones resumed, a failed run does not stop the others, and a
+run whose inputs changed (its config, overlays, overrides or the dataset's content) is never
+reused: it is moved aside to ``<out>/.stale/`` and trained again. Jobs go through submitit (FAIR's
+launcher) with its local executor here, or Slurm on a cluster, rather than a scheduler of our own.
+Each job runs ``train_net`` in a child process with its own CUDA_VISIBLE_DEVICES and thread count,
+so several small runs can share one GPU or the cores of a laptop. While they train, a monitor
+prints one line per running model every ``progress_every`` seconds (iteration, loss, s/iter, ETA).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetalheart.config import CONFIGS_DIR, load_cfg, resolve_config_path
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.utils.io import write_json_atomic
 
 import yaml
+
+#: The file in each run folder that records what the run was trained from.
+RUN_KEY_FILE = "run_key.json"
+#: Dataset names of fold k in a labelme2coco --folds output (see fetalheart.data.datasets).
+FOLD_DATASETS = ("fetalheart_fold{k}_train", "fetalheart_fold{k}_val")
 
 
 @dataclass
 class GridRun:
-    """One training of the grid: a config, a seed, an output folder."""
+    """One training of the grid: a config, a fold, a seed, an output folder."""
 
     name: str
     config: str
@@ -32,20 +45,33 @@ class GridRun:
     seed: int | None = None
     opts: list[str] = field(default_factory=list)
     base: str | None = None
+    overlays: list[str] = field(default_factory=list)
+    fold: int | None = None
     gpu: str | None = None
+    threads: int | None = None  # CPU threads of the child (OMP_NUM_THREADS); None = its default
     caller_gpus: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    key: str = ""  # what the run depends on (set by fingerprint_runs)
 
     @property
     def label(self) -> str:
-        return self.name if self.seed is None else f"{self.name}/seed{self.seed}"
+        parts = [self.name] + ([f"fold{self.fold}"] if self.fold is not None else []) + (
+            [f"seed{self.seed}"] if self.seed is not None else [])
+        return "/".join(parts)
+
+    def recorded_key(self) -> str | None:
+        try:
+            return json.loads((self.output_dir / RUN_KEY_FILE).read_text())["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def status(self) -> str:
-        """'done' (model_final.pth), 'resume' (a checkpoint exists) or 'new'."""
+        """'done' (model_final.pth), 'resume' (a checkpoint), 'stale' (inputs changed) or 'new'."""
+        started = (self.output_dir / "model_final.pth").is_file() or (self.output_dir / "last_checkpoint").is_file()
+        if started and self.key and self.recorded_key() not in (None, self.key):
+            return "stale"
         if (self.output_dir / "model_final.pth").is_file():
             return "done"
-        if (self.output_dir / "last_checkpoint").is_file():
-            return "resume"
-        return "new"
+        return "resume" if started else "new"
 
     def all_opts(self) -> list[str]:
         opts = [*self.opts, "OUTPUT_DIR", str(self.output_dir)]
@@ -53,66 +79,148 @@ class GridRun:
             opts += ["SEED", str(self.seed)]
         return opts
 
+    def config_node(self):
+        """The resolved config this run trains with."""
+        return load_cfg(self.config, self.all_opts(), base=self.base, overlays=self.overlays)
+
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "fetalheart.cli.train_net", "--config-file", self.config]
         if self.base:
             cmd += ["--base", self.base]
+        for overlay in self.overlays:
+            cmd += ["--overlay", overlay]
         if self.status() == "resume":
             cmd.append("--resume")
         return cmd + self.all_opts()
 
 
-def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, *, only: list[int] | None = None,
-              seeds: list[int] | None = None, opts: list[str] = (), base: str | None = None) -> list[GridRun]:
-    """Expand a grid YAML (``base``, ``runs: [{name, config, opts}]``) into runs.
+def _fold_opts(fold: int) -> list[str]:
+    train, val = (n.format(k=fold) for n in FOLD_DATASETS)
+    return ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{val}',)", "DATASETS.FOLD", str(fold)]
 
-    ``only`` selects runs by their number in the file (1-based, so "--only 14" is model 14).
-    Config paths are resolved relative to the grid file, then to the shipped configs/.
-    """
-    grid_path = resolve_config_path(grid_file)
+
+def _read_grid(grid_path: Path) -> dict:
     try:
         grid = yaml.safe_load(grid_path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise FetalHeartError(f"{grid_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    entries = grid.get("runs")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(grid.get("runs"), list) or not grid["runs"]:
         raise FetalHeartError(f"{grid_path}: no 'runs:' list")
-    base = base or grid.get("base")
-    if base:
-        base = str(resolve_config_path(base))
-    if only:
-        bad = [i for i in only if not 1 <= i <= len(entries)]
-        if bad:
-            raise FetalHeartError(f"--only {bad}: the grid has runs 1..{len(entries)}")
+    return grid
+
+
+def _entry_config(grid_path: Path, entry: dict) -> str:
+    rel = Path(entry["config"])
+    for candidate in (grid_path.parent / rel, CONFIGS_DIR / rel, rel):
+        if candidate.is_file():
+            return str(candidate)
+    raise FetalHeartError(f"{grid_path}: config of run {entry['name']!r} not found: {entry['config']}")
+
+
+@dataclass
+class GridSpec:
+    """How to expand a grid file: which runs, folds and seeds, on which base, with which overrides."""
+
+    only: list[int] | None = None  # run numbers in the file, 1-based ("--only 14" is model 14)
+    seeds: list[int] | None = None
+    folds: int = 0  # K > 1: every run once per fold of a labelme2coco --folds dataset
+    opts: list[str] = field(default_factory=list)
+    base: str | None = None
+    overlays: list[str] = field(default_factory=list)
+
+
+def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: GridSpec | None = None) -> list[GridRun]:
+    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts}]``) into runs.
+
+    Config paths are resolved relative to the grid file, then to the shipped configs/. Every run
+    of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is computed
+    once per image and parameter set for the whole grid.
+    """
+    spec = spec or GridSpec()
+    grid_path = resolve_config_path(grid_file)
+    grid = _read_grid(grid_path)
+    entries = grid["runs"]
+    base = spec.base or grid.get("base")
+    base = str(resolve_config_path(base)) if base else None
+    overlays = [str(resolve_config_path(o)) for o in [*(grid.get("overlays") or []), *spec.overlays]]
+    bad = [i for i in spec.only or [] if not 1 <= i <= len(entries)]
+    if bad:
+        raise FetalHeartError(f"--only {bad}: the grid has runs 1..{len(entries)}")
+    shared = ["INPUT.ENHANCE_CACHE_DIR", str(Path(out_dir).resolve() / "enhance_cache")]
     runs = []
     for number, entry in enumerate(entries, start=1):
-        if only and number not in only:
+        if spec.only and number not in spec.only:
             continue
-        cfg_path = Path(entry["config"])
-        for candidate in (grid_path.parent / cfg_path, CONFIGS_DIR / cfg_path, cfg_path):
-            if candidate.is_file():
-                cfg_path = candidate
-                break
-        else:
-            raise FetalHeartError(f"{grid_path}: config of run {entry['name']!r} not found: {entry['config']}")
-        for seed in seeds or [None]:
-            folder = Path(out_dir) / entry["name"] / (f"seed{seed}" if seed is not None else "")
-            runs.append(GridRun(entry["name"], str(cfg_path), folder, seed,
-                                [*map(str, entry.get("opts", [])), *opts], base))
+        config = _entry_config(grid_path, entry)
+        for fold in range(spec.folds) if spec.folds > 1 else [None]:
+            for seed in spec.seeds or [None]:
+                folder = Path(out_dir) / entry["name"]
+                folder = folder / f"fold{fold}" if fold is not None else folder
+                folder = folder / f"seed{seed}" if seed is not None else folder
+                opts = [*shared, *map(str, entry.get("opts", [])), *(_fold_opts(fold) if fold is not None else []),
+                        *spec.opts]
+                runs.append(GridRun(entry["name"], config, folder, seed, opts, base, list(overlays), fold))
     return runs
 
 
 def describe(run: GridRun) -> dict:
     """What a run will train, read from its resolved config (for --dry-run)."""
-    cfg = load_cfg(run.config, run.all_opts(), base=run.base)
+    cfg = run.config_node()
     return {"run": run.label, "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
-            "momentum": cfg.SOLVER.MOMENTUM, "max_iter": cfg.SOLVER.MAX_ITER, "seed": cfg.SEED,
-            "status": run.status(), "output_dir": str(run.output_dir)}
+            "momentum": cfg.SOLVER.MOMENTUM, "protocol": cfg.STUDY.PROTOCOL, "max_iter": cfg.SOLVER.MAX_ITER,
+            "fold": cfg.DATASETS.FOLD, "seed": cfg.SEED, "status": run.status(), "output_dir": str(run.output_dir)}
+
+
+# ------------------------------------------------------------------------------ what a run depends on
+
+
+def dataset_fingerprint(root: str | os.PathLike) -> str:
+    """Content key of a labelme2coco output folder: annotation bytes + image names, sizes, mtimes."""
+    from fetalheart.data.datasets import resolve_dataset_dir
+
+    d = resolve_dataset_dir(root)
+    h = hashlib.sha256()
+    for ann in sorted((d / "annotations").glob("*.json")):
+        h.update(ann.name.encode() + ann.read_bytes())
+    images = d / "images"
+    if images.is_dir():
+        for p in sorted(images.rglob("*")):
+            if p.is_file() and not p.name.startswith("."):
+                st = p.stat()
+                h.update(f"{p.relative_to(images)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def fingerprint_runs(runs: Sequence[GridRun]) -> None:
+    """Set each run's key: its resolved config (output folder aside) and its dataset's content."""
+    datasets: dict[str, str] = {}
+    for run in runs:
+        cfg = run.config_node().clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = ""
+        cfg.MODEL.DEVICE = "any"  # the same run on a GPU box or a laptop
+        root = cfg.DATASETS.ROOT
+        if root and root not in datasets:
+            datasets[root] = dataset_fingerprint(root)
+        run.key = hashlib.sha256((cfg.dump() + "|" + datasets.get(root, "")).encode()).hexdigest()[:16]
+
+
+def set_aside(run: GridRun, out_dir: Path, why: str, log: Callable[[str], None]) -> None:
+    """Move a run folder to ``<out>/.stale/`` before training it again (nothing is deleted)."""
+    target = out_dir / ".stale" / f"{run.label.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(run.output_dir), str(target))
+    log(f"[run_grid] {run.label}: {why}; the old run is kept in {target}")
+
+
+# ------------------------------------------------------------------------------------------ running
 
 
 def train_one(run: GridRun) -> dict:
-    """Train one run in a child process (log in OUTPUT_DIR/log.txt); never raises."""
+    """Train one run in a child process (log in OUTPUT_DIR/grid_stdout.txt); never raises."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
+    if run.key:
+        write_json_atomic(run.output_dir / RUN_KEY_FILE, {"key": run.key, "run": run.label})
     env = dict(os.environ)
     # submitit's local executor hides every GPU from its job (CUDA_VISIBLE_DEVICES=""); give the
     # training the GPU chosen by --gpus, else what the caller itself could see.
@@ -121,6 +229,8 @@ def train_one(run: GridRun) -> dict:
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         env["CUDA_VISIBLE_DEVICES"] = visible
+    if run.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(run.threads)
     start = time.time()
     with open(run.output_dir / "grid_stdout.txt", "ab") as log:
         proc = subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -144,22 +254,103 @@ def _submitit_executor(launcher: str, folder: Path, slurm: dict):
     raise FetalHeartError(f"--launcher must be local or slurm, got {launcher!r}")
 
 
-def run_grid(runs: list[GridRun], *, out_dir: Path, max_parallel: int = 1, gpus: list[str] | None = None,
-             launcher: str = "local", slurm: dict | None = None, progress=print) -> list[dict]:
-    """Run every unfinished run; return one result dict per run (skipped ones included)."""
-    todo = [r for r in runs if r.status() != "done"]
-    results = [{"run": r.label, "returncode": 0, "seconds": 0.0, "last_line": "already finished: skipped"}
-               for r in runs if r.status() == "done"]
+#: GPU memory one study-sized run (512 px, batch 1, R50-FPN) is given when --max-parallel is auto.
+#: An estimate (not measured here: no GPU was lent to this session); override with a number.
+GPU_MEMORY_PER_RUN_GIB = 4.0
+
+
+def auto_parallel(n_runs: int) -> tuple[int, int | None]:
+    """(runs side by side, CPU threads each) for ``--max-parallel auto``.
+
+    GPU: as many runs as free memory holds (GPU_MEMORY_PER_RUN_GIB each), at most 8 per GPU.
+    CPU: Mask R-CNN at batch 1 uses many threads poorly (measured here: 2 models x 1 thread each
+    finish sooner than one after the other with 2 threads), so one run per core, up to 4.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())) / 2**30
+        per_gpu = min(8, max(1, int(free / torch.cuda.device_count() // GPU_MEMORY_PER_RUN_GIB)))
+        return max(1, min(n_runs, per_gpu * torch.cuda.device_count())), None
+    cores = os.cpu_count() or 1
+    n = max(1, min(n_runs, cores, 4))
+    return n, max(1, cores // n)
+
+
+@dataclass
+class GridOptions:
+    """How to run a grid: side by side, on which GPUs, with which launcher, how talkative."""
+
+    max_parallel: int | str = 1  # or "auto"
+    gpus: list[str] | None = None
+    launcher: str = "local"
+    slurm: dict = field(default_factory=dict)
+    threads: int | None = None  # CPU threads per run (None: auto decides, else the child's default)
+    force: bool = False  # retrain finished runs too
+    progress_every: float = 30.0  # seconds between progress lines; 0 = silent
+
+
+def warm_bd_caches(runs: Sequence[GridRun], log: Callable[[str], None], quiet: bool = False) -> None:
+    """Estimate every bd kernel the runs need once, before they start (they share the cache folder):
+    no run, DataLoader worker or spec estimates a kernel a second time."""
+    from fetalheart.data.datasets import json_image_paths
+    from fetalheart.enhance import params_from_cfg, parse_spec, warm_bd_cache
+
+    jobs: dict[str, tuple] = {}
+    for run in runs:
+        cfg = run.config_node()
+        if "bd" not in parse_spec(cfg.INPUT.ENHANCE) or not cfg.DATASETS.ROOT:
+            continue
+        paths = json_image_paths(cfg.DATASETS.ROOT, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
+        args = (paths, params_from_cfg(cfg), cfg.INPUT.ENHANCE_CACHE_DIR, cfg.INPUT.ENHANCE_MASK, cfg.INPUT.FORMAT)
+        jobs.setdefault(json.dumps(args, sort_keys=True, default=str), args)
+    for paths, params, cache_dir, mask, fmt in jobs.values():
+        s = warm_bd_cache(paths, params, cache_dir, jobs=os.cpu_count() or 1, quiet=quiet, mask=mask,
+                          image_format=fmt)
+        log(f"[run_grid] bd kernels for {s['images']} frames: {s['estimated']} estimated, {s['cached']} cached, "
+            f"in {s['seconds']:.0f} s ({cache_dir})")
+
+
+def _prepare(runs: list[GridRun], out_dir: Path, options: GridOptions, log) -> list[GridRun]:
+    """Key the runs, set stale ones aside, skip finished ones; return what must train."""
+    fingerprint_runs(runs)
+    todo = []
     for r in runs:
-        if r.status() == "done":
-            progress(f"[run_grid] skip {r.label}: finished (model_final.pth exists)")
+        status = r.status()
+        if status == "stale":
+            set_aside(r, out_dir, "its config or dataset changed since it was trained", log)
+            status = "new"
+        elif status == "done" and options.force:
+            set_aside(r, out_dir, "--force: training it again", log)
+            status = "new"
+        if status == "done":
+            log(f"[run_grid] skip {r.label}: finished (model_final.pth exists, same config and data)")
+        else:
+            todo.append(r)
+    return todo
+
+
+def run_grid(runs: list[GridRun], *, out_dir: Path, options: GridOptions | None = None,
+             log: Callable[[str], None] = print) -> list[dict]:
+    """Run every unfinished run; return one result dict per run (skipped ones included)."""
+    from fetalheart.grid_progress import GridMonitor
+
+    options = options or GridOptions()
+    todo = _prepare(runs, Path(out_dir), options, log)
+    warm_bd_caches(todo, log, quiet=options.progress_every <= 0)
+    results = [{"run": r.label, "returncode": 0, "seconds": 0.0, "last_line": "already finished: skipped"}
+               for r in runs if r not in todo]
+    parallel, threads = (auto_parallel(len(todo)) if options.max_parallel == "auto"
+                         else (int(options.max_parallel), None))
     for i, run in enumerate(todo):
-        if gpus:
-            run.gpu = gpus[i % len(gpus)]
-    executor = _submitit_executor(launcher, Path(out_dir) / ".submitit", slurm or {})
+        run.gpu = options.gpus[i % len(options.gpus)] if options.gpus else run.gpu
+        run.threads = options.threads or threads
+    executor = _submitit_executor(options.launcher, Path(out_dir) / ".submitit", options.slurm)
+    monitor = GridMonitor(options.progress_every, log)
 
     def submit_and_wait(run: GridRun) -> dict:
-        progress(f"[run_grid] start {run.label} ({run.status()}) -> {run.output_dir}")
+        log(f"[run_grid] start {run.label} ({run.status()}) -> {run.output_dir}")
+        monitor.add(run)
         start = time.time()
         try:
             result = executor.submit(train_one, run).result()
@@ -167,10 +358,10 @@ def run_grid(runs: list[GridRun], *, out_dir: Path, max_parallel: int = 1, gpus:
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             result = {"run": run.label, "returncode": -1, "seconds": round(time.time() - start, 1),
                       "last_line": f"job failed: {last}"[:300]}
-        progress(f"[run_grid] {'done' if result['returncode'] == 0 else 'FAILED'} {run.label} "
-                 f"in {result['seconds']:.0f} s")
+        monitor.remove(run)
+        log(f"[run_grid] {'done' if result['returncode'] == 0 else 'FAILED'} {run.label} in {result['seconds']:.0f} s")
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+    with monitor, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results += list(pool.map(submit_and_wait, todo))
     return results

@@ -1,29 +1,37 @@
 """The whole study as one pipeline of cached stages: phantom/videos -> frames -> LabelMe -> COCO ->
-training grid -> evaluation -> comparison -> one report.
+training grid (x folds x seeds) -> evaluation -> comparison -> one report.
 
-Each stage writes into its own folder and a ``stage.json`` marker when it finished; a second run
-reuses finished stages (seconds) unless ``overwrite``. The demo runs the chain on phantom videos
-with a short CPU schedule; the full study runs the 22-model grid on the user's LabelMe data.
+Each stage writes into its own folder and a ``stage.json`` holding the key of what it was made
+from (fetalheart.study_stages): a second run reuses a stage only when its key is unchanged, and a
+changed plan reruns exactly the stages it affects, saying why. Trained models are never deleted
+to rerun a stage: the grid keeps every model still valid for the plan (``force`` retrains them).
+The demo runs the chain on phantom videos with a short CPU schedule; the full study runs the
+22-model grid on the user's LabelMe data.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import shutil
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fetalheart.study_stages import StageKey, Stages, files_fingerprint, folder_fingerprint
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.utils.io import write_json_atomic, write_text_atomic
+from fetalheart.utils.io import write_json_atomic
 
 DEMO_SEEDS = (0, 1, 2)  # three phantom "fetuses": the split is by video
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg")
 
 
 @dataclass
 class StudyPlan:
-    """Everything the pipeline needs; the demo and configs/study.yaml both fill it."""
+    """Everything the pipeline needs; the demo and configs/study.yaml both fill it.
+
+    The fields above ``max_parallel`` decide the results (they key the stages); the rest only
+    decide how the work is run.
+    """
 
     output: Path
     labelme: Path | None = None  # folder of LabelMe JSONs (skips video stages)
@@ -33,43 +41,23 @@ class StudyPlan:
     phantom_size: tuple[int, int] = (640, 360)
     extract: dict = field(default_factory=lambda: {"every": 3, "auto_crop": True, "min_sharpness": "auto"})
     convert: dict = field(default_factory=lambda: {"val_fraction": 0.34, "seed": 0})
+    folds: int = 0  # K > 1: grouped K-fold cross-validation instead of one train/val split
     grid: str = "configs/study_grid.yaml"
+    protocol: str = "study-faithful"  # or "recommended" (adds configs/overlays/recommended.yaml)
     only: list[int] | None = None
     seeds: list[int] | None = None
     base: str | None = None
+    overlays: list[str] = field(default_factory=list)
     opts: list[str] = field(default_factory=list)
-    max_parallel: int = 1
+    max_parallel: int | str = 1
+    threads: int | None = None  # CPU threads per training run (None: decided with max_parallel)
     gpus: list[str] | None = None
     overwrite: bool = False
+    force: bool = False
     quiet: bool = False
 
 
-class Stage:
-    """A cached step: skipped when its marker exists (unless overwrite), timed and logged."""
-
-    def __init__(self, plan: StudyPlan, log: Callable[[str], None]):
-        self.plan, self.log = plan, log
-        self.summaries: list[dict] = []
-
-    def run(self, name: str, folder: Path, fn: Callable[[], dict]) -> dict:
-        marker = folder / "stage.json"
-        if marker.is_file() and not self.plan.overwrite:
-            summary = json.loads(marker.read_text())
-            summary["reused"] = True
-            self.log(f"[{name}] reused {folder} ({summary.get('what', '')})")
-        else:
-            if folder.exists() and self.plan.overwrite:
-                shutil.rmtree(folder)
-            start = time.perf_counter()
-            self.log(f"[{name}] running ...")
-            summary = fn()
-            summary["seconds"] = round(time.perf_counter() - start, 1)
-            write_json_atomic(marker, summary)
-            summary["reused"] = False
-            self.log(f"[{name}] {summary.get('what', '')} in {summary['seconds']:.0f} s")
-        summary["stage"] = name
-        self.summaries.append(summary)
-        return summary
+# -------------------------------------------------------------------------------------------- stages
 
 
 def _phantoms(plan: StudyPlan, folder: Path) -> dict:
@@ -93,14 +81,11 @@ def _extract(plan: StudyPlan, videos: list[str], folder: Path) -> dict:
 
 def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> dict:
     """LabelMe JSONs for the kept frames: the phantom's ground truth mapped through the crop/resize."""
-    import csv
-
     from fetalheart.video_geometry import FrameGeometry
 
     folder.mkdir(parents=True, exist_ok=True)
     with open(frames_dir / "frames.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "kept"]
-    written = 0
     for row in rows:
         stem = Path(row["source"]).stem
         geometry = FrameGeometry.load(frames_dir, stem)
@@ -110,52 +95,103 @@ def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> 
         w, h = geometry.output_size
         src.update(imagePath=f"../frames/{Path(row['file']).name}", imageHeight=h, imageWidth=w, imageData=None)
         write_json_atomic(folder / f"{Path(row['file']).stem}.json", src)
-        written += 1
-    return {"what": f"{written} ground-truth LabelMe files (phantom geometry mapped through the crop)"}
+    return {"what": f"{len(rows)} ground-truth LabelMe files (phantom geometry mapped through the crop)"}
 
 
 def _convert(plan: StudyPlan, labelme: Path, folder: Path) -> dict:
     from fetalheart.convert import convert
 
-    report = convert([labelme], folder, overwrite=True, quiet=plan.quiet, **plan.convert)
-    n = report["images"]
-    return {"what": f"COCO dataset: {n['train']} train / {n['val']} val images, grouped by "
-                    f"{report['split'].get('grouping', report['split'].get('method'))}", "images": n}
+    report = convert([labelme], folder, overwrite=True, quiet=plan.quiet, folds=plan.folds, **plan.convert)
+    n, split = report["images"], report["split"]
+    grouping = split.get("grouping", split.get("method"))
+    if plan.folds > 1:
+        sizes = ", ".join(f"{f['train']}/{f['val']}" for f in report["folds"]["per_fold"])
+        what = f"COCO dataset: {n['total']} images in {plan.folds} folds (train/val {sizes}), grouped by {grouping}"
+    else:
+        what = f"COCO dataset: {n['train']} train / {n['val']} val images, grouped by {grouping}"
+    return {"what": what, "images": n, "warnings": split.get("warnings", [])}
 
 
-def _train(plan: StudyPlan, dataset: Path, folder: Path) -> dict:
-    from fetalheart.grid import load_grid, run_grid
+def _grid_runs(plan: StudyPlan, dataset: Path, folder: Path):
+    from fetalheart.grid import GridSpec, load_grid
 
-    opts = ["DATASETS.ROOT", str(dataset.resolve()), "DATASETS.TRAIN", "('fetalheart_train',)",
-            "DATASETS.TEST", "('fetalheart_val',)", *plan.opts]
-    runs = load_grid(plan.grid, folder, only=plan.only, seeds=plan.seeds, opts=opts, base=plan.base)
-    results = run_grid(runs, out_dir=folder, max_parallel=plan.max_parallel, gpus=plan.gpus)
+    opts = ["DATASETS.ROOT", str(dataset.resolve()), *plan.opts]
+    if plan.folds <= 1:
+        opts = ["DATASETS.TRAIN", "('fetalheart_train',)", "DATASETS.TEST", "('fetalheart_val',)", *opts]
+    overlays = (["overlays/recommended.yaml"] if plan.protocol == "recommended" else []) + list(plan.overlays)
+    spec = GridSpec(only=plan.only, seeds=plan.seeds, folds=plan.folds, opts=opts, base=plan.base, overlays=overlays)
+    return load_grid(plan.grid, folder, spec)
+
+
+def _train(plan: StudyPlan, dataset: Path, folder: Path, log) -> dict:
+    from fetalheart.grid import GridOptions, run_grid
+
+    runs = _grid_runs(plan, dataset, folder)
+    options = GridOptions(max_parallel=plan.max_parallel, gpus=plan.gpus, threads=plan.threads, force=plan.force,
+                          progress_every=0 if plan.quiet else 30.0)
+    results = run_grid(runs, out_dir=folder, options=options, log=log)
     failed = [r for r in results if r["returncode"] != 0]
     if failed:
         raise FetalHeartError(f"{len(failed)} training runs failed, e.g. {failed[0]['run']}: {failed[0]['last_line']}"
-                              f" (log: {folder}/<run>/log.txt); rerun to resume")
+                              f" (log: {folder}/<run>/grid_stdout.txt); rerun to resume")
     return {"what": f"{len(runs)} models trained", "runs": [str(r.output_dir) for r in runs]}
 
 
-def _evaluate(run_dirs: list[str], dataset: Path, log) -> dict:
+def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -> Path:
+    """Evaluate one run's model_final.pth on its own validation split (reused while the run is unchanged).
+
+    model_final, not model_best: a model selected on the validation split would make the numbers
+    reported on that split optimistic (README, "Model selection").
+    """
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.evaluation.pipeline import default_output_dir, evaluate_model
+    from fetalheart.grid import RUN_KEY_FILE
 
-    done = []
-    for run in map(Path, run_dirs):
-        cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / "model_final.pth"),
-                                             "DATASETS.ROOT", str(dataset.resolve())], cpu_fallback=True)
-        register_datasets_from_cfg(cfg)
-        out = default_output_dir(cfg.MODEL.WEIGHTS, "fetalheart_val")
-        if (out / "report.json").is_file():
-            done.append(str(out))
-            continue
-        res = evaluate_model(cfg, "fetalheart_val", out, overwrite=True, quiet=True)
-        flat = res["report"].get("summary", {})
-        log(f"[evaluate] {run.name}: {json.dumps({k: flat[k] for k in list(flat)[:6]}) if flat else 'done'}")
-        done.append(str(out))
-    return {"what": f"{len(done)} models evaluated on the validation split", "evals": done}
+    cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / "model_final.pth"),
+                                         "DATASETS.ROOT", str(dataset.resolve())], cpu_fallback=True)
+    register_datasets_from_cfg(cfg, training=False)
+    name = cfg.DATASETS.TEST[0]
+    out = default_output_dir(cfg.MODEL.WEIGHTS, name)
+    run_key = (run / RUN_KEY_FILE).read_text() if (run / RUN_KEY_FILE).is_file() else ""
+    done = out / "evaluated_run_key.txt"
+    if not overwrite and (out / "report.json").is_file() and done.is_file() and done.read_text() == run_key:
+        log(f"[evaluate] {run.name}: reused {out}")
+        return out
+    res = evaluate_model(cfg, name, out, overwrite=True, quiet=quiet)
+    done.write_text(run_key)
+    fh = res["results"].get("fetalheart", {})
+    log(f"[evaluate] {run.relative_to(run.parent.parent)}: Dice {fh.get('dice_macro', float('nan')):.3f}  "
+        f"IoU {fh.get('iou_macro', float('nan')):.3f}  study mAP {fh.get('study_mAP', float('nan')):.3f}")
+    return out
+
+
+def _pool_folds(evals: list[Path], runs_dir: Path, folder: Path, log) -> list[str]:
+    """One pooled out-of-fold report per model (and seed): every frame was in exactly one val fold."""
+    from fetalheart.evaluation.compare import pool_folds
+
+    groups: dict[str, list[Path]] = {}
+    for ev in evals:
+        rel = ev.resolve().relative_to(runs_dir.resolve()).parts  # <model>/fold<k>[/seed<s>]/eval/<dataset>
+        key = "/".join([rel[0], *[p for p in rel[2:-2] if p.startswith("seed")]])
+        groups.setdefault(key, []).append(ev)
+    pooled = []
+    for key, dirs in sorted(groups.items()):
+        report = pool_folds(dirs, folder / key / "pooled", overwrite=True)
+        fh = report.get("summary", {})
+        log(f"[evaluate] {key} pooled over {len(dirs)} folds: Dice {fh.get('dice_macro', float('nan')):.3f}  "
+            f"IoU {fh.get('iou_macro', float('nan')):.3f}")
+        pooled.append(str(folder / key / "pooled"))
+    return pooled
+
+
+def _evaluate(plan: StudyPlan, run_dirs: list[str], dataset: Path, folder: Path, log) -> dict:
+    evals = [_evaluate_run(Path(r), dataset, plan.overwrite, plan.quiet, log) for r in run_dirs]
+    summary = {"what": f"{len(evals)} models evaluated on their validation split", "evals": [str(e) for e in evals]}
+    if plan.folds > 1:
+        summary["pooled"] = _pool_folds(evals, folder.parent / "runs", folder, log)
+        summary["what"] += f"s ({plan.folds} folds; out-of-fold predictions pooled per model)"
+    return summary
 
 
 def _compare(eval_dirs: list[str], folder: Path) -> dict:
@@ -166,53 +202,65 @@ def _compare(eval_dirs: list[str], folder: Path) -> dict:
     return {"what": f"{len(table['rows'])} models compared; best {table['best']}", "best": table["best"]}
 
 
-def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path:
-    """Run (or resume) every stage; return the path of the final report.md."""
+# ----------------------------------------------------------------------------------------- the chain
+
+
+def _plan_part(plan: StudyPlan, *names: str) -> dict:
+    d = asdict(plan)
+    return {n: d[n] for n in names}
+
+
+def _grid_key(plan: StudyPlan) -> dict:
+    """The files the grid reads: their content, not their names, decides whether a model is still valid."""
+    from fetalheart.config import resolve_config_path
+
+    files = [plan.grid, *([plan.base] if plan.base else []), *plan.overlays]
+    return {"files": files_fingerprint(resolve_config_path(f) for f in files),
+            **_plan_part(plan, "protocol", "only", "seeds", "opts", "folds")}
+
+
+def _video_stages(plan: StudyPlan, stages: Stages, out: Path) -> Path | None:
+    """phantom/videos -> frames (-> ground truth for the phantom); the LabelMe folder, or None to stop."""
+    if plan.phantom_seeds:
+        ph = stages.run("phantom", out / "phantom", StageKey(_plan_part(plan, "phantom_seeds", "phantom_seconds",
+                                                                           "phantom_size")),
+                        lambda: _phantoms(plan, out / "phantom"))
+        stages.run("extract", out / "frames", StageKey(_plan_part(plan, "extract"), {"phantom": stages.keys["phantom"]}),
+                   lambda: _extract(plan, ph["videos"], out / "frames"))
+        stages.run("labels", out / "labelme", StageKey({}, {"extract": stages.keys["extract"]}),
+                   lambda: _ground_truth_labelme(out / "frames", out / "phantom", out / "labelme"))
+        return out / "labelme"
+    videos = sorted(str(p) for p in Path(plan.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise FetalHeartError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {plan.videos}")
+    stages.run("extract", out / "frames", StageKey({**_plan_part(plan, "extract"), "videos": files_fingerprint(videos)}),
+               lambda: _extract(plan, videos, out / "frames"))
+    return None
+
+
+def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | None:
+    """Run (or resume) every stage; return the path of report.md, or None after a planned stop
+    (frames extracted from videos: they must be labelled first)."""
     out = plan.output
     out.mkdir(parents=True, exist_ok=True)
-    stage = Stage(plan, log)
+    stages = Stages(plan.overwrite, log)
     labelme = plan.labelme
-    if plan.phantom_seeds:
-        ph = stage.run("phantom", out / "phantom", lambda: _phantoms(plan, out / "phantom"))
-        stage.run("extract", out / "frames", lambda: _extract(plan, ph["videos"], out / "frames"))
-        stage.run("labels", out / "labelme", lambda: _ground_truth_labelme(out / "frames", out / "phantom",
-                                                                          out / "labelme"))
-        labelme = out / "labelme"
-    elif plan.videos:
-        videos = sorted(str(p) for p in Path(plan.videos).iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mov"))
-        if not videos:
-            raise FetalHeartError(f"no videos (.mp4/.avi/.mov) in {plan.videos}")
-        stage.run("extract", out / "frames", lambda: _extract(plan, videos, out / "frames"))
-        raise FetalHeartError(f"frames extracted to {out / 'frames'}: label them in LabelMe, then set "
-                              "'labelme:' in the study config to that folder and run again")
+    if plan.phantom_seeds or plan.videos:
+        labelme = _video_stages(plan, stages, out)
+        if labelme is None:
+            return None
     if labelme is None:
         raise FetalHeartError("nothing to do: give LabelMe data (labelme:) or videos (videos:)")
-    stage.run("convert", out / "coco", lambda: _convert(plan, labelme, out / "coco"))
-    trained = stage.run("train", out / "runs", lambda: _train(plan, out / "coco", out / "runs"))
-    evals = stage.run("evaluate", out / "evaluations", lambda: _evaluate(trained["runs"], out / "coco", log))
-    stage.run("compare", out / "compare", lambda: _compare(evals["evals"], out / "compare"))
-    return write_study_report(out, stage.summaries)
+    data_key = stages.keys.get("labels") or folder_fingerprint(labelme)
+    stages.run("convert", out / "coco", StageKey({**_plan_part(plan, "convert", "folds"), "labelme": data_key}),
+               lambda: _convert(plan, labelme, out / "coco"))
+    trained = stages.run("train", out / "runs", StageKey(_grid_key(plan), {"convert": stages.keys["convert"]}),
+                         lambda: _train(plan, out / "coco", out / "runs", log), clear=False)
+    evals = stages.run("evaluate", out / "evaluations", StageKey({}, {"train": stages.keys["train"]}),
+                       lambda: _evaluate(plan, trained["runs"], out / "coco", out / "evaluations", log))
+    stages.run("compare", out / "compare", StageKey({}, {"evaluate": stages.keys["evaluate"]}),
+               lambda: _compare(evals["evals"], out / "compare"))
+    from fetalheart.study_report import write_study_report
 
+    return write_study_report(out, stages.summaries)
 
-def write_study_report(out: Path, summaries: list[dict]) -> Path:
-    """report.md: what each stage did, the comparison table and figure, links to per-model reports."""
-    lines = ["# fetalheart study report", "",
-             "| stage | what | seconds | reused |", "|---|---|---:|---|"]
-    lines += [f"| {s['stage']} | {s.get('what', '')} | {s.get('seconds', 0):.0f} | {'yes' if s['reused'] else 'no'} |"
-              for s in summaries]
-    compare_md = out / "compare" / "comparison.md"
-    if compare_md.is_file():
-        body = compare_md.read_text().split("\n", 1)[-1]  # drop its own title
-        lines += ["", "## Model comparison", body, "", "![comparison](compare/comparison.png)"]
-    evals = next((s.get("evals") for s in summaries if s["stage"] == "evaluate"), []) or []
-    for ev in evals:
-        rel = Path(ev).resolve().relative_to(out.resolve())
-        name = rel.parts[1] if len(rel.parts) > 1 else str(rel)
-        lines += ["", f"## {name}", f"Full report: [{rel / 'report.md'}]({rel / 'report.md'})", "",
-                  f"![per class]({rel / 'plots' / 'per_class.png'})"]
-        curves = Path(ev) / "plots" / "loss_curves.png"
-        if curves.is_file():
-            lines.append(f"![loss curves]({rel / 'plots' / 'loss_curves.png'})")
-    path = out / "report.md"
-    write_text_atomic(path, "\n".join(lines) + "\n")
-    return path

@@ -50,13 +50,15 @@ def test_tiny_demo_chain_writes_every_artifact(tmp_path):
     assert "Model comparison" in (out / "report.md").read_text()
     # A second run reuses every stage.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("reused") == 7, again.stdout
+    assert again.returncode == 0 and again.stdout.count("] reused ") == 7, again.stdout
+    report = (out / "report.md").read_text()
+    assert report.count("comparison.png") == 1 and report.count("per_class.png") == 2  # each figure once
 
 
 def _study(tmp_path, text: str) -> subprocess.CompletedProcess:
     cfg = tmp_path / "study.yaml"
     cfg.write_text(text)
-    return subprocess.run([sys.executable, "tools/run_study.py", "--config", str(cfg), "-o", str(tmp_path / "o")],
+    return subprocess.run([sys.executable, "tools/run_study.py", "--config-file", str(cfg), "-o", str(tmp_path / "o")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -79,4 +81,5 @@ def test_shipped_study_config_parses():
     plan_text = (REPO / "configs" / "study.yaml").read_text()
     assert "grid: configs/study_grid.yaml" in plan_text
     with pytest.raises(Exception, match="data/labelme is not a folder"):
-        config_plan(Namespace(config="configs/study.yaml", output=None, overwrite=False, quiet=True))
+        config_plan(Namespace(config="configs/study.yaml", output=None, overwrite=False, force=False, quiet=True,
+                              folds=None, only=None, max_parallel=None))

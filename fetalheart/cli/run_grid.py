@@ -3,30 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_int_list, add_quiet, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 
 from tabulate import tabulate
 
 EPILOG = """examples:
   tools/run_grid.py configs/study_grid.yaml -o output/study --dry-run
-  tools/run_grid.py configs/study_grid.yaml -o output/study --only 2,14 --seeds 0 1 2 DATASETS.ROOT data/coco
-  # two small runs side by side on each of two GPUs
-  tools/run_grid.py configs/study_grid.yaml -o output/study --gpus 0,1 --max-parallel 4 DATASETS.ROOT data/coco
+  tools/run_grid.py configs/study_grid.yaml -o output/study --only 2,14 --seeds 0,1,2 DATASETS.ROOT data/coco
+  # the study's models under fetalheart's recommended protocol, 5-fold cross-validation
+  tools/run_grid.py configs/study_grid.yaml -o output/cv --protocol recommended --folds 5 DATASETS.ROOT data/coco5
+  # as many runs side by side as free GPU memory (or CPU cores) allow
+  tools/run_grid.py configs/study_grid.yaml -o output/study --max-parallel auto DATASETS.ROOT data/coco
   # on a Slurm cluster (submitit)
   tools/run_grid.py configs/study_grid.yaml -o output/study --launcher slurm --slurm-partition gpu DATASETS.ROOT data/coco
+
+A run whose config, overlays, overrides or dataset changed since it was trained is trained again
+(the old folder is moved to OUT/.stale/); --force retrains finished runs too.
 """
 
+#: --protocol NAME -> the overlay it adds (the study-faithful protocol is the configs' own base).
+PROTOCOLS = {"study-faithful": None, "recommended": "overlays/recommended.yaml"}
 
-def _int_list(text: str) -> list[int]:
+
+def _parallel(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 13,14, got {text!r}") from None
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'auto', got {text!r}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,37 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("grid", help="grid YAML (e.g. configs/study_grid.yaml)")
     p.add_argument("-o", "--output", required=True, help="folder for the runs (one sub-folder each)")
-    p.add_argument("--only", type=_int_list, help="run numbers in the grid, e.g. 13,14")
-    p.add_argument("--seeds", type=int, nargs="+", help="train each model once per seed (sub-folders seedN)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their settings, train nothing")
-    p.add_argument("--max-parallel", type=int, default=1, help="runs at the same time (default 1)")
-    p.add_argument("--gpus", help="GPU ids to spread runs over, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES per run)")
+    add_int_list(p, "--only", "run numbers in the grid, e.g. 13,14")
+    add_int_list(p, "--seeds", "train each model once per seed, e.g. 0,1,2 (sub-folders seedN)")
+    p.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="train each model on each of the K folds of a labelme2coco --folds K dataset")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="study-faithful",
+                   help="study-faithful (the configs as shipped) or recommended (adds overlays/recommended.yaml)")
     p.add_argument("--base", help="replace every config's _BASE_ (e.g. configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml)")
+    p.add_argument("--overlay", action="append", default=[], metavar="YAML",
+                   help="merge this overlay into every run's config (repeatable), e.g. configs/overlays/cpu.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their settings, train nothing")
+    p.add_argument("--max-parallel", type=_parallel, default=1, metavar="N|auto",
+                   help="runs at the same time (default 1); auto: from free GPU memory, else one per CPU core")
+    p.add_argument("--gpus", help="GPU ids to spread runs over, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES per run)")
+    p.add_argument("--force", action="store_true", help="train finished runs again (old folders kept in OUT/.stale/)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm"],
                    help="submitit executor: local processes (default) or Slurm")
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-timeout-min", type=int, default=180)
     p.add_argument("--slurm-gpus-per-node", type=int, default=1)
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="S",
+                   help="seconds between progress lines while training (default 30)")
+    add_quiet(p, "no progress lines (start/finish of each run and errors are still printed)")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE",
                    help="config overrides for every run, after the options (e.g. DATASETS.ROOT data/coco)")
     return p
 
 
-_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
-
-
-def _split_opts(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Split trailing KEY VALUE overrides off, so `--seeds 0 1 2 DATASETS.ROOT x` parses as meant."""
-    for i, token in enumerate(argv):
-        if _CONFIG_KEY.match(token) and (i == 0 or argv[i - 1] not in ("--base", "-o", "--output")):
-            return argv[:i], argv[i:]
-    return argv, []
-
-
-def _main(argv=None) -> int:
-    from fetalheart.grid import describe, load_grid, run_grid
-
-    own, opts = _split_opts(list(sys.argv[1:] if argv is None else argv))
+def _parse(argv) -> argparse.Namespace:
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    # Split trailing KEY VALUE overrides off, so `--seeds 0 1 2 DATASETS.ROOT x` parses as meant.
+    first = next((i for i, t in enumerate(tokens) if split_overrides([t, "v"])[1]), len(tokens))
+    own, opts = tokens[:first], tokens[first:]
     late = [t for t in opts[::2] if t.startswith("-")]
     if late:
         raise FetalHeartError(f"option {late[0]} after the KEY VALUE overrides: put options first")
@@ -72,18 +85,32 @@ def _main(argv=None) -> int:
     args.opts = [*args.opts, *opts]
     if len(args.opts) % 2:
         raise FetalHeartError(f"config overrides come in KEY VALUE pairs, got {args.opts}")
-    runs = load_grid(args.grid, args.output, only=args.only, seeds=args.seeds, opts=args.opts, base=args.base)
+    return args
+
+
+def _main(argv=None) -> int:
+    from fetalheart.grid import GridOptions, GridSpec, describe, load_grid, run_grid
+
+    args = _parse(argv)
+    overlays = [o for o in (PROTOCOLS[args.protocol],) if o] + args.overlay
+    spec = GridSpec(only=args.only, seeds=args.seeds, folds=args.folds, opts=args.opts, base=args.base,
+                    overlays=overlays)
+    runs = load_grid(args.grid, args.output, spec)
     if args.dry_run:
+        from fetalheart.grid import fingerprint_runs
+
+        fingerprint_runs(runs)
         rows = [describe(r) for r in runs]
         print(tabulate(rows, headers="keys"))
         print(f"{len(rows)} runs")
         return 0
     slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_timeout_min,
              "gpus_per_node": args.slurm_gpus_per_node}
-    slurm = {k: v for k, v in slurm.items() if v is not None}
-    gpus = [g for g in args.gpus.split(",") if g] if args.gpus else None
-    results = run_grid(runs, out_dir=Path(args.output), max_parallel=args.max_parallel, gpus=gpus,
-                       launcher=args.launcher, slurm=slurm)
+    options = GridOptions(max_parallel=args.max_parallel, launcher=args.launcher, force=args.force,
+                          gpus=[g for g in args.gpus.split(",") if g] if args.gpus else None,
+                          slurm={k: v for k, v in slurm.items() if v is not None},
+                          progress_every=0 if args.quiet else args.progress_every)
+    results = run_grid(runs, out_dir=Path(args.output), options=options)
     print(tabulate([{k: r[k] for k in ("run", "returncode", "seconds")} for r in results], headers="keys"))
     failed = [r for r in results if r["returncode"] != 0]
     for r in failed:

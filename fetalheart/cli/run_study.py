@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_int_list, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 import yaml
 
 EPILOG = """examples:
-  tools/run_study.py --demo                      # phantom videos -> ... -> outputs/demo/report.md
+  tools/run_study.py --demo                      # phantom videos -> ... -> outputs/demo/report.md (~10 min)
+  tools/run_study.py --demo --folds 3            # 3-fold cross-validation by video
   tools/run_study.py --demo --iters 40 -o /tmp/quick
-  tools/run_study.py --config configs/study.yaml # your LabelMe data, the study's 22 models
+  tools/run_study.py --config-file configs/study.yaml   # your LabelMe data, the study's 22 models
+
+A second run reuses every stage whose inputs are unchanged and reruns the ones a changed plan
+affects (the log says why). --overwrite reruns every stage but keeps trained models that are still
+valid for the plan; --force retrains them too (old runs are kept in runs/.stale/).
 """
 
-#: Demo training schedule on 2 CPU cores (see README for how it was chosen).
-DEMO_ITERS = 180  # ~21 min on 2 cores; 110 fits 15 min but scores nothing yet (README, "Measured figures")
+#: Demo schedule on a 2-core laptop (README, "Measured figures": how it was chosen).
+DEMO_ITERS = 450
 DEMO_SIZE = 192
+#: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU.
+DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,41 +34,53 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--demo", action="store_true", help="phantom data, two models, short CPU schedule")
-    mode.add_argument("--config", help="study YAML (see configs/study.yaml)")
+    mode.add_argument("--config-file", dest="config", metavar="YAML", help="study YAML (see configs/study.yaml)")
+    mode.add_argument("--config", dest="config", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("-o", "--output", help="output folder (demo default outputs/demo)")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="grouped K-fold cross-validation: every model trained and evaluated on each fold")
     p.add_argument("--iters", type=int, default=DEMO_ITERS, help=f"demo: iterations per model (default {DEMO_ITERS})")
-    p.add_argument("--size", type=int, default=DEMO_SIZE, help=f"demo: training image size (default {DEMO_SIZE})")
+    p.add_argument("--size", type=int, default=DEMO_SIZE, help=f"demo: image long side (default {DEMO_SIZE})")
     p.add_argument("--seconds", type=float, default=6.0, help="demo: seconds of each phantom video (default 6)")
-    p.add_argument("--parallel", type=int, default=2,
-                   help="demo: models trained side by side, one CPU thread each (default 2)")
-    p.add_argument("--overwrite", action="store_true", help="redo every stage instead of reusing finished ones")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_int_list(p, "--only", "demo/study: run numbers of the grid to train, e.g. 2,14")
+    p.add_argument("--max-parallel", type=str, default=None, metavar="N|auto",
+                   help="models trained side by side (default: the study config's, demo: auto)")
+    p.add_argument("--parallel", dest="max_parallel", help=argparse.SUPPRESS)  # old spelling
+    p.add_argument("--overwrite", action="store_true",
+                   help="rerun every stage (trained models still valid for the plan are kept)")
+    p.add_argument("--force", action="store_true", help="with --overwrite: retrain valid models too")
+    add_quiet(p, "no progress bars or progress lines")
     return p
+
+
+def _parallel(text: str | None, default):
+    if text is None:
+        return default
+    if text == "auto":
+        return text
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise FetalHeartError(f"--max-parallel: expected a number or 'auto', got {text!r}") from None
 
 
 def demo_plan(args):
     from fetalheart.study import DEMO_SEEDS, StudyPlan
 
     it, size = args.iters, args.size
-    schedule = ["SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(it), "SOLVER.WARMUP_ITERS", str(max(1, it // 10)),
-                "SOLVER.STEPS", f"({int(it * 0.8)},)", "SOLVER.CHECKPOINT_PERIOD", str(10 ** 6),
-                # No evaluation inside training (the evaluate stage does it once, with plots);
-                # validation losses four times on a subset of 20 images.
-                "TEST.EVAL_DURING_TRAINING", "False", "TEST.VAL_LOSS_PERIOD", str(max(1, it // 4)),
-                "TEST.VAL_LOSS_MAX_IMAGES", "20", "SOLVER.BEST_CHECKPOINT_METRIC", "",
-                "MODEL.RPN.POST_NMS_TOPK_TEST", "300",
+    epochs = max(1, min(5, it))  # validation loss once per epoch; LR steps at 75% and 90% of training
+    schedule = ["SOLVER.EPOCHS", str(epochs), "SOLVER.STEPS_PER_EPOCH", str(max(1, it // epochs)),
+                # No COCO evaluation inside training (the evaluate stage does it once, with plots);
+                # validation losses once per epoch on 20 images.
+                "TEST.EVAL_DURING_TRAINING", "False", "TEST.VAL_LOSS_MAX_IMAGES", "20",
                 "INPUT.MAX_SIZE_TRAIN", str(size), "INPUT.MAX_SIZE_TEST", str(size),
-                "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MIN_SIZE_TEST", str(size),
-                "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu",
-                "MODEL.RPN.POST_NMS_TOPK_TRAIN", "500", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "128",
-                "TEST.DETECTIONS_PER_IMAGE", "30", "EVAL.BOOTSTRAP_SAMPLES", "500"]
-    if args.parallel > 1:
-        # Mask R-CNN at batch 1 and small images uses two CPU threads poorly: two models side by side
-        # with one thread each finish sooner than one after the other with two threads each.
-        os.environ["OMP_NUM_THREADS"] = "1"
+                "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MIN_SIZE_TEST", str(size), "INPUT.SQUARE_SIZE", "0",
+                "EVAL.BOOTSTRAP_SAMPLES", "500"]
     return StudyPlan(output=Path(args.output or "outputs/demo"), phantom_seeds=DEMO_SEEDS,
-                     phantom_seconds=args.seconds, grid="configs/demo_grid.yaml", opts=schedule,
-                     max_parallel=args.parallel, overwrite=args.overwrite, quiet=args.quiet)
+                     phantom_seconds=args.seconds, grid="configs/demo_grid.yaml", folds=args.folds or 0,
+                     overlays=list(DEMO_OVERLAYS), opts=schedule, only=args.only,
+                     max_parallel=_parallel(args.max_parallel, "auto"), overwrite=args.overwrite, force=args.force,
+                     quiet=args.quiet)
 
 
 def config_plan(args):
@@ -74,26 +92,44 @@ def config_plan(args):
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise FetalHeartError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    known = set(StudyPlan.__dataclass_fields__) - {"phantom_seeds", "phantom_seconds", "phantom_size"}
+    known = set(StudyPlan.__dataclass_fields__) - {"phantom_seeds", "phantom_seconds", "phantom_size", "overwrite",
+                                                   "force", "quiet"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise FetalHeartError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
     for key in ("labelme", "videos"):
         if data.get(key) and not Path(data[key]).is_dir():
             raise FetalHeartError(f"{path}: {key}: {data[key]} is not a folder")
+    if data.get("protocol", "study-faithful") not in ("study-faithful", "recommended"):
+        raise FetalHeartError(f"{path}: protocol must be study-faithful or recommended, got {data['protocol']!r}")
     data["output"] = Path(args.output or data.get("output") or "outputs/study")
     for key in ("labelme", "videos"):
         data[key] = Path(data[key]) if data.get(key) else None
     data["opts"] = [str(x) for x in data.get("opts") or []]
-    return StudyPlan(**{k: v for k, v in data.items() if v is not None}, overwrite=args.overwrite, quiet=args.quiet)
+    if args.folds is not None:
+        data["folds"] = args.folds
+    if args.only:
+        data["only"] = args.only
+    data["max_parallel"] = _parallel(args.max_parallel, data.get("max_parallel", 1))
+    return StudyPlan(**{k: v for k, v in data.items() if v is not None}, overwrite=args.overwrite, force=args.force,
+                     quiet=args.quiet)
 
 
 def _main(argv=None) -> int:
     from fetalheart.study import run_study
 
     args = build_parser().parse_args(argv)
+    if args.force and not args.overwrite:
+        raise FetalHeartError("--force only makes sense with --overwrite (it retrains models still valid for the plan)")
     plan = demo_plan(args) if args.demo else config_plan(args)
     report = run_study(plan)
+    if report is None:  # a planned stop: frames must be labelled before anything can be trained
+        frames = plan.output / "frames"
+        print(f"\nFrames extracted to {frames}. Next: label them in LabelMe (or X-AnyLabeling), e.g.\n"
+              f"  labelme {frames} --output {plan.output / 'labelme'}\n"
+              f"then set 'labelme: {plan.output / 'labelme'}' in {args.config} and run again:\n"
+              f"  tools/run_study.py --config-file {args.config}")
+        return 0
     print(f"\nDone. Report: {report}  (open it in a Markdown viewer; figures beside it)")
     return 0
 

@@ -77,8 +77,12 @@ def setup(args):
     from detectron2.utils import comm
 
     if comm.is_main_process():
+        from fetalheart.data.enhancement_changes import enhancement_changes
+
+        names = list(dict.fromkeys([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]))
         write_run_info(out, cfg, {"deterministic": bool(args.deterministic), "resume": bool(args.resume),
-                                  "eval_only": bool(args.eval_only)})
+                                  "eval_only": bool(args.eval_only),
+                                  "enhancement_changes": enhancement_changes(cfg, names)})
     return cfg
 
 

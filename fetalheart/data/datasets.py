@@ -134,3 +134,18 @@ def register_all(root: str | os.PathLike | None = None) -> list[str]:
         if d.is_dir() and available_splits(d):
             names += register_split_dir(d.name, d)
     return names
+
+
+def json_image_paths(root: str | os.PathLike, dataset_names) -> list[str]:
+    """Image files of ``<prefix>_<split>`` datasets of a converter folder, read from the JSONs
+    (no registration needed: the training grid uses it before any run starts)."""
+    d = resolve_dataset_dir(root)
+    paths: dict[str, None] = {}
+    for name in dataset_names:
+        json_file = d / "annotations" / f"{split_of(name)[1]}.json"
+        try:
+            images = json.loads(json_file.read_text(encoding="utf-8"))["images"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise FetalHeartError(f"cannot read the images of {json_file}: {exc}") from None
+        paths.update((str(d / "images" / im["file_name"]), None) for im in images)
+    return list(paths)

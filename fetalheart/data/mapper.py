@@ -28,12 +28,36 @@ def enhancement_augmentation(cfg) -> list[T.Augmentation]:
 
 def train_augmentations(cfg) -> list[T.Augmentation]:
     """The full training augmentation list, in the order it is applied."""
-    return photometric_augmentations(cfg) + enhancement_augmentation(cfg) + geometric_augmentations(cfg, True)
+    from fetalheart.enhance.augmentation import PhotometricThenEnhance
+
+    photometric, enhance = photometric_augmentations(cfg), enhancement_augmentation(cfg)
+    if photometric and enhance:  # one step, so bd's kernel comes from the original frame
+        enhance = [PhotometricThenEnhance(photometric, enhance[0].enhancer)]
+        photometric = []
+    return photometric + enhance + geometric_augmentations(cfg, True)
 
 
 def test_augmentations(cfg) -> list[T.Augmentation]:
     """Evaluation/prediction: the enhancement and the fixed test resize."""
     return enhancement_augmentation(cfg) + geometric_augmentations(cfg, False)
+
+
+class FetalHeartDatasetMapper(DatasetMapper):
+    """detectron2's DatasetMapper; a frame without any structure is a valid training sample.
+
+    detectron2 v0.6 recomputes boxes from ``gt_masks``, a field it only creates when a frame has an
+    instance, so a true-negative frame fails with recompute_boxes on: boxes are recomputed only
+    when there is something to recompute.
+    """
+
+    def _transform_annotations(self, dataset_dict, transforms, image_shape):
+        recompute = self.recompute_boxes
+        self.recompute_boxes = recompute and any(
+            obj.get("iscrowd", 0) == 0 for obj in dataset_dict.get("annotations", []))
+        try:
+            super()._transform_annotations(dataset_dict, transforms, image_shape)
+        finally:
+            self.recompute_boxes = recompute
 
 
 def _recompute_boxes(cfg) -> bool:
@@ -44,8 +68,8 @@ def _recompute_boxes(cfg) -> bool:
 
 def build_train_mapper(cfg) -> DatasetMapper:
     """Training: photometric augmentation, enhancement, resize with scale jitter, flip/rotation."""
-    return DatasetMapper(cfg, is_train=True, augmentations=train_augmentations(cfg),
-                         recompute_boxes=_recompute_boxes(cfg))
+    return FetalHeartDatasetMapper(cfg, is_train=True, augmentations=train_augmentations(cfg),
+                                   recompute_boxes=_recompute_boxes(cfg))
 
 
 def build_test_mapper(cfg) -> DatasetMapper:
@@ -55,5 +79,5 @@ def build_test_mapper(cfg) -> DatasetMapper:
 
 def build_val_loss_mapper(cfg) -> DatasetMapper:
     """Validation loss: annotations kept (losses need them) but no random augmentation."""
-    return DatasetMapper(cfg, is_train=True, augmentations=test_augmentations(cfg),
-                         recompute_boxes=_recompute_boxes(cfg))
+    return FetalHeartDatasetMapper(cfg, is_train=True, augmentations=test_augmentations(cfg),
+                                   recompute_boxes=_recompute_boxes(cfg))

@@ -60,3 +60,43 @@ class EnhanceAugmentation(Augmentation):
 
         enhancer = enhancer_from_cfg(cfg)
         return None if enhancer.identity else cls(enhancer)
+
+
+class _PhotometricThenEnhanceTransform(EnhanceTransform):
+    """Pixel-only: sampled photometric transforms, then the enhancement with a fixed bd kernel."""
+
+    def __init__(self, enhancer: Enhancer, photometric: list[Transform], kernel: np.ndarray | None):
+        Transform.__init__(self)
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        if img.dtype not in (np.uint8, np.uint16):
+            return img
+        for t in self.photometric:
+            img = t.apply_image(img)
+        from fetalheart.enhance.spec import apply_ops
+
+        e = self.enhancer
+        return apply_ops(img, e.ops, mask=e.mask, params=e.params, kernel=self.kernel)
+
+
+class PhotometricThenEnhance(Augmentation):
+    """Photometric augmentation (scanner gain, contrast) BEFORE the enhancement under study.
+
+    bd's kernel is taken from the original frame, not from the jittered copy: the blur belongs to
+    the acquisition, and the kernel cache is keyed by the original's content, so a jittered copy
+    would miss it on every sample (~0.1 s each).
+    """
+
+    def __init__(self, photometric: list[Augmentation], enhancer: Enhancer):
+        super().__init__()
+        self.photometric, self.enhancer = list(photometric), enhancer
+
+    def get_transform(self, image: np.ndarray) -> Transform:
+        kernel = self.enhancer.kernel(image) if image.dtype in (np.uint8, np.uint16) else None
+        sampled, img = [], image
+        for aug in self.photometric:  # each sees the previous one's output, as in an AugmentationList
+            t = aug.get_transform(img)
+            img = t.apply_image(img)
+            sampled.append(t)
+        return _PhotometricThenEnhanceTransform(self.enhancer, sampled, kernel)

@@ -107,6 +107,9 @@ def evaluate_model(cfg, dataset_name: str, output_dir: str | os.PathLike, overwr
     if report is None:
         raise FetalHeartError("evaluation produced no report (no images?)")
     report["run"] = run_summary(cfg)
+    from fetalheart.data.enhancement_changes import enhancement_changes
+
+    report["enhancement_changes"] = enhancement_changes(cfg, [dataset_name], quiet=quiet)
     report["_gt_records"] = {d["image_id"]: d for d in DatasetCatalog.get(dataset_name)}
     weights_dir = Path(cfg.MODEL.WEIGHTS).parent
     plots = write_plots(report, out, weights_dir / "metrics.json")

@@ -459,6 +459,18 @@ def _empty_case_lines(report: dict) -> list[str]:
     return lines
 
 
+def _enhancement_lines(report: dict) -> list[str]:
+    """Per enhancement step: frames changed / total on the evaluated frames (fetalheart.enhance.stats)."""
+    stats = report.get("enhancement_changes")
+    if not stats:
+        return []
+    from fetalheart.enhance.stats import changes_table
+
+    lines = ["", "## Enhancement", "", f"What `{stats['spec']}` changed on these frames ({stats['definition']}).", "",
+             changes_table(stats)]
+    return lines + (["", f"**WARNING: {stats['warning']}**"] if stats.get("warning") else [])
+
+
 def markdown(report: dict, plots: Sequence[str] = ()) -> str:
     """The human-readable report: definitions first, then summary, per-class table, empty cases."""
     lines = [f"# Evaluation report: {report.get('dataset', '')}", ""]
@@ -469,7 +481,8 @@ def markdown(report: dict, plots: Sequence[str] = ()) -> str:
               f"{len(report['classes'])} classes. All scores on a 0-1 scale.", ""]
     lines += [f"Note: {n}" for n in report.get("notes", [])] + ([""] if report.get("notes") else [])
     lines += ["## Definitions", "", report["definitions"], "", "## Summary", "", *_summary_lines(report),
-              "", "## Per class", "", *_per_class_lines(report), *_empty_case_lines(report)]
+              *_enhancement_lines(report), "", "## Per class", "", *_per_class_lines(report),
+              *_empty_case_lines(report)]
     cm = report["confusion_matrix"]
     labels = cm["labels"]
     lines += ["", "## Confusion matrix of matched instances", "",

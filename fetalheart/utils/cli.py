@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -46,3 +47,77 @@ def number(kind: type = float, *, minimum: float = 0, strict: bool = True):
         return value
 
     return parse
+
+
+# ------------------------------------------------------------------ one vocabulary of flags for every tool
+# -q/--quiet, -j/--jobs N, --config-file, --max-parallel, --overwrite (= replace this tool's outputs),
+# lists written "2,14" (a space-separated list is accepted too). Old spellings stay as hidden aliases.
+
+def add_quiet(p, what: str = "no progress bars or summaries (errors and warnings are still printed)") -> None:
+    """``-q/--quiet``."""
+    p.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
+def add_jobs(p, default: int | None, what: str = "worker processes") -> None:
+    """``-j/--jobs N`` (old spelling ``--workers`` kept hidden)."""
+    import argparse
+
+    shown = "all cores" if default is None else str(default)
+    p.add_argument("-j", "--jobs", type=number(int, minimum=1, strict=False), default=default, metavar="N",
+                   help=f"{what} (default {shown})")
+    p.add_argument("--workers", dest="jobs", type=number(int, minimum=1, strict=False), help=argparse.SUPPRESS)
+
+
+def add_overwrite(p, what: str) -> None:
+    """``--overwrite``: replace this tool's outputs (``what`` names them)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace this tool's outputs ({what})")
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: ``"2,14"`` -> [2, 14]."""
+    import argparse
+
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 2,14, got {text!r}") from None
+
+
+def add_int_list(p, flag: str, help: str, **kwargs) -> None:
+    """A list flag written ``--flag 2,14`` (``--flag 2 14`` accepted too); parsed to one flat list."""
+    import argparse
+
+    class Flatten(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, [x for v in values for x in v])
+
+    p.add_argument(flag, type=int_list, nargs="+", action=Flatten, metavar="N,N", help=help, **kwargs)
+
+
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def is_config_key(token: str) -> bool:
+    """A detectron2 config key such as ``MODEL.WEIGHTS`` (dotted upper case)."""
+    return bool(_CONFIG_KEY.match(token))
+
+
+def split_overrides(tokens: Sequence[str], is_path=None) -> tuple[list[str], list[str]]:
+    """Separate ``KEY VALUE`` config overrides from everything else, wherever they stand.
+
+    A token is a key when it looks like one (and, with ``is_path``, is not an existing file).
+    Raises FetalHeartError for a key without a value.
+    """
+    rest, opts, i = [], [], 0
+    tokens = list(tokens)
+    while i < len(tokens):
+        tok = tokens[i]
+        if is_config_key(tok) and not (is_path and is_path(tok)):
+            if i + 1 >= len(tokens):
+                raise FetalHeartError(f"config override {tok} has no value")
+            opts += [tok, tokens[i + 1]]
+            i += 2
+        else:
+            rest.append(tok)
+            i += 1
+    return rest, opts
