@@ -203,8 +203,9 @@ def _derive_schedule(cfg: CN) -> None:
     bad = [f for f in s.STEP_FRACTIONS if not 0 < f < 1]
     if bad or not 0 <= s.WARMUP_FRACTION < 1:
         raise FetalHeartError("SOLVER.STEP_FRACTIONS and SOLVER.WARMUP_FRACTION must lie in (0, 1) / [0, 1)")
-    s.STEPS = tuple(sorted({int(round(f * s.MAX_ITER)) for f in s.STEP_FRACTIONS}))
-    s.WARMUP_ITERS = int(round(s.WARMUP_FRACTION * s.MAX_ITER))
+    # A step at or after the last iteration never happens (and detectron2 refuses it): tiny schedules drop it.
+    s.STEPS = tuple(sorted({int(round(f * s.MAX_ITER)) for f in s.STEP_FRACTIONS} & set(range(1, s.MAX_ITER))))
+    s.WARMUP_ITERS = min(int(round(s.WARMUP_FRACTION * s.MAX_ITER)), s.MAX_ITER - 1)
     if s.CHECKPOINT_FRACTION > 0:
         s.CHECKPOINT_PERIOD = max(1, int(round(s.CHECKPOINT_FRACTION * s.MAX_ITER)))
 

@@ -175,19 +175,24 @@ def describe(run: GridRun) -> dict:
 
 
 def dataset_fingerprint(root: str | os.PathLike) -> str:
-    """Content key of a labelme2coco output folder: annotation bytes + image names, sizes, mtimes."""
+    """Content key of a labelme2coco output folder: the annotation files and every image's bytes.
+
+    Content, not modification times: a conversion rerun that writes the same files again leaves
+    every trained model valid (hashing is seconds for thousands of frames, training is hours).
+    """
     from fetalheart.data.datasets import resolve_dataset_dir
 
     d = resolve_dataset_dir(root)
     h = hashlib.sha256()
-    for ann in sorted((d / "annotations").glob("*.json")):
-        h.update(ann.name.encode() + ann.read_bytes())
+    files = sorted((d / "annotations").glob("*.json"))
     images = d / "images"
     if images.is_dir():
-        for p in sorted(images.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                st = p.stat()
-                h.update(f"{p.relative_to(images)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        files += sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in files:
+        h.update(str(path.relative_to(d)).encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -195,7 +200,11 @@ def fingerprint_runs(runs: Sequence[GridRun]) -> None:
     """Set each run's key: its resolved config (output folder aside) and its dataset's content."""
     datasets: dict[str, str] = {}
     for run in runs:
-        cfg = run.config_node().clone()
+        try:
+            cfg = run.config_node().clone()
+        except FetalHeartError:  # a broken config: the run itself fails and reports it, the others go on
+            run.key = ""
+            continue
         cfg.defrost()
         cfg.OUTPUT_DIR = ""
         cfg.MODEL.DEVICE = "any"  # the same run on a GPU box or a laptop
@@ -298,7 +307,10 @@ def warm_bd_caches(runs: Sequence[GridRun], log: Callable[[str], None], quiet: b
 
     jobs: dict[str, tuple] = {}
     for run in runs:
-        cfg = run.config_node()
+        try:
+            cfg = run.config_node()
+        except FetalHeartError:  # a broken config: the run itself fails and reports it
+            continue
         if "bd" not in parse_spec(cfg.INPUT.ENHANCE) or not cfg.DATASETS.ROOT:
             continue
         paths = json_image_paths(cfg.DATASETS.ROOT, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])

@@ -103,7 +103,7 @@ def _convert(plan: StudyPlan, labelme: Path, folder: Path) -> dict:
 
     report = convert([labelme], folder, overwrite=True, quiet=plan.quiet, folds=plan.folds, **plan.convert)
     n, split = report["images"], report["split"]
-    grouping = split.get("grouping", split.get("method"))
+    grouping = "--group-regex" if split.get("grouping_rule") == "regex" else "video (file name)"
     if plan.folds > 1:
         sizes = ", ".join(f"{f['train']}/{f['val']}" for f in report["folds"]["per_fold"])
         what = f"COCO dataset: {n['total']} images in {plan.folds} folds (train/val {sizes}), grouped by {grouping}"

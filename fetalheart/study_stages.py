@@ -50,7 +50,8 @@ class StageKey:
     after: dict = field(default_factory=dict)  # upstream stage name -> its key digest
 
     def as_dict(self) -> dict:
-        return {"own": self.own, "after": self.after}
+        """JSON-normalised (tuples become lists), so it compares equal to the copy read from stage.json."""
+        return json.loads(json.dumps({"own": self.own, "after": self.after}, sort_keys=True, default=str))
 
     @property
     def value(self) -> str:
@@ -63,10 +64,11 @@ def why_changed(old: dict | None, new: StageKey) -> str:
         return "first run"
     reasons = []
     old_own, old_after = old.get("own", {}), old.get("after", {})
-    for k in sorted(set(old_own) | set(new.own)):
-        if old_own.get(k) != new.own.get(k):
-            reasons.append(f"{k} {json.dumps(old_own.get(k), default=str)} -> {json.dumps(new.own.get(k), default=str)}")
-    reasons += [f"stage {k} changed" for k in sorted(set(old_after) | set(new.after)) if old_after.get(k) != new.after.get(k)]
+    new_own, new_after = new.as_dict()["own"], new.as_dict()["after"]
+    for k in sorted(set(old_own) | set(new_own)):
+        if old_own.get(k) != new_own.get(k):
+            reasons.append(f"{k} {json.dumps(old_own.get(k))} -> {json.dumps(new_own.get(k))}")
+    reasons += [f"stage {k} changed" for k in sorted(set(old_after) | set(new_after)) if old_after.get(k) != new_after.get(k)]
     return "changed: " + "; ".join(reasons) if reasons else "changed"
 
 

@@ -123,9 +123,9 @@ def test_bad_fraction_is_one_line():
 
 
 def test_device_is_chosen_where_the_config_is_used(monkeypatch):
-    import torch
-
     from fetalheart.config import get_cfg
+
+    import torch
 
     assert get_cfg().MODEL.DEVICE == "auto"  # adding keys probes no hardware
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from fetalheart.config import load_cfg
+
 import numpy as np
 import pytest
 import torch
-
-from fetalheart.config import load_cfg
 
 SCRATCH = "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml"
 

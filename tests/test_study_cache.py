@@ -74,18 +74,22 @@ def test_changed_plan_reruns_exactly_the_affected_stages(tmp_path):
     unrelated = _run(_config(tmp_path, 0.34, 2))  # how the work runs, not what it computes
     assert _reran(unrelated) == set() and unrelated.count("] reused ") == len(STAGES)
 
-    changed = _run(_config(tmp_path, 0.5, 2))
+    same_split = _run(_config(tmp_path, 0.4, 2))  # 0.4 gives the same 1-of-3-videos split: same data
+    assert "[convert] running (changed: convert" in same_split and "skip model02: finished" in same_split
+    assert model.stat().st_mtime_ns == stamp  # the model is keyed by the data's content, not by the option
+
+    changed = _run(_config(tmp_path, 0.67, 2))
     assert _reran(changed) == set(STAGES)
-    assert "[convert] running (changed: convert" in changed and '"val_fraction": 0.5' in changed
+    assert "[convert] running (changed: convert" in changed and '"val_fraction": 0.67' in changed
     assert "[train] running (changed: stage convert changed)" in changed
     assert "its config or dataset changed" in changed  # the model of the old split is not reused
     assert model.stat().st_mtime_ns != stamp and len(list((tmp_path / "out" / "runs" / ".stale").iterdir())) == 1
 
     stamp = model.stat().st_mtime_ns
-    overwrite = _run(_config(tmp_path, 0.5, 2), "--overwrite")
+    overwrite = _run(_config(tmp_path, 0.67, 2), "--overwrite")
     assert _reran(overwrite) == set(STAGES) and "skip model02: finished" in overwrite
     assert model.stat().st_mtime_ns == stamp  # a valid trained model survives --overwrite
-    forced = _run(_config(tmp_path, 0.5, 2), "--overwrite", "--force")
+    forced = _run(_config(tmp_path, 0.67, 2), "--overwrite", "--force")
     assert "--force: training it again" in forced and model.stat().st_mtime_ns != stamp
 
 

@@ -157,7 +157,7 @@ def test_resume_after_sigkill_reaches_the_final_iteration(toy, tmp_path):
 
 @pytest.mark.parametrize("extra, words", [
     ({"DATASETS.ROOT": "/nonexistent"}, "does not exist"),
-    ({"MODEL.ROI_HEADS.NUM_CLASSES": 3}, "NUM_CLASSES"),
+    ({"MODEL.CLASS_NAMES": "('LA', 'RA', 'LV')", "MODEL.ROI_HEADS.NUM_CLASSES": 3}, "differ from dataset"),
     ({"MODEL.WEIGHTS": "/nonexistent/model.pth"}, "not found"),
     ({"MODEL.WEIGHTS": "detectron2://ImageNetPretrained/MSRA/R-50.pkl"}, "from scratch"),
     ({"SOLVER.BASE_LR": 1e12, "SOLVER.WARMUP_ITERS": 0, "SOLVER.CLIP_GRADIENTS.ENABLED": False,

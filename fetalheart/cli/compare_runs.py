@@ -10,7 +10,7 @@ import argparse
 import sys
 
 import fetalheart  # noqa: F401
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 EPILOG = r"""example:
@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "path) names the video/patient (default: the group stored by evaluate)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing comparison files")
-    p.add_argument("--quiet", action="store_true", help="do not print the table")
+    add_overwrite(p, "comparison.{md,csv,json,png} in OUT")
+    add_quiet(p, "do not print the table")
     return p
 
 

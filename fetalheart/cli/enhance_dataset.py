@@ -15,15 +15,14 @@ import sys
 from pathlib import Path
 
 from fetalheart.enhance.spec import DEFAULT_PARAMS, SPECS_OF_STUDY
-from fetalheart.utils.cli import run_cli
-from fetalheart.utils.errors import FetalHeartError
+from fetalheart.utils.cli import add_jobs, add_overwrite, add_quiet, run_cli
 
 EPILOG = f"""examples:
   tools/enhance_dataset.py --coco datasets/fetal4ch/annotations/train.json \\
       --images datasets/fetal4ch/images --spec ahe+clahe -o datasets/fetal4ch_ahe+clahe
   # equalise inside the ultrasound fan only, stronger CLAHE clip, 2 processes
   tools/enhance_dataset.py --coco val.json --images images --spec he+clahe+bd -o out \\
-      --mask auto --param clahe_clip_limit=3 --workers 2
+      --mask auto --param clahe_clip_limit=3 -j 2
   # the 5 bd specs sharing one kernel cache (each frame's blur kernel estimated once)
   for s in bd he+bd ahe+bd he+clahe+bd ahe+clahe+bd; do tools/enhance_dataset.py --coco train.json \
       --images images --spec $s -o out_$s --cache-dir cache/enhance; done
@@ -57,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: equalise inside the detected ultrasound sector only (default none)")
     p.add_argument("--param", action="append", default=[], type=parse_param, metavar="KEY=VALUE",
                    help="override a parameter; repeatable")
-    p.add_argument("-j", "--workers", type=int, default=1, help="worker processes (default 1)")
+    add_jobs(p, 1)
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="bd kernel cache folder, shared between specs (default OUT/enhance_cache)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_overwrite(p, "the output COCO JSON and enhance_report.json")
+    add_quiet(p, "no progress bar or summary (warnings are still printed)")
     return p
 
 
@@ -70,10 +69,8 @@ def _main(argv=None) -> int:
     from fetalheart.enhance.stats import changes_table
 
     args = build_parser().parse_args(argv)
-    if args.workers < 1:
-        raise FetalHeartError("--workers must be >= 1")
     summary = enhance_coco(args.coco, args.images, args.spec, args.output, params=dict(args.param),
-                           mask=args.mask, workers=args.workers, overwrite=args.overwrite, quiet=args.quiet,
+                           mask=args.mask, workers=args.jobs, overwrite=args.overwrite, quiet=args.quiet,
                            cache_dir=args.cache_dir)
     if not args.quiet:
         print(f"{summary['spec']}: {summary['images']} images ({summary['enhanced']} enhanced, "

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import number, run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, number, run_cli
 
 EPILOG = """examples:
   # the study's sampling: about every 15th frame of a 30 fps video, sector only, 512 px
@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe", type=_non_negative_float, metavar="D",
                    help="skip frames whose 64x64 thumbnail differs from the last kept one by < D grey levels")
     p.add_argument("--keep-all", action="store_true", help="also write dropped frames (frames.csv still says why)")
-    p.add_argument("--overwrite", action="store_true", help="replace frames/frames.csv already in OUT")
+    add_overwrite(p, "frames, frames.csv and extraction.json in OUT")
     p.add_argument("--allow-partial", action="store_true",
                    help="exit 0 when a truncated video stops decoding early (frames before are written anyway)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary table")
+    add_quiet(p, "no progress bar, no summary table")
     return p
 
 

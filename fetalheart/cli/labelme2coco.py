@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fetalheart.split import DEFAULT_GUARD_GAP
-from fetalheart.utils.cli import number, run_cli
+from fetalheart.utils.cli import add_jobs, add_overwrite, add_quiet, number, run_cli
 
 EPILOG = """examples:
   # a folder of LabelMe files (searched recursively), grouped 80/20 split by video
@@ -65,11 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-empty", action="store_true", help="leave out images without shapes (kept by default)")
     p.add_argument("--skip-invalid", action="store_true", help="convert the valid files, list the rest in the report")
     p.add_argument("--link", action="store_true", help="symlink images into OUT/images instead of copying")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace this tool's outputs in OUT; annotation files of an earlier run that this run "
-                        "does not write (e.g. fold files) are deleted")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary (warnings are still printed)")
+    add_overwrite(p, "the dataset in OUT; annotation files of an earlier run that this run does not write, "
+                     "e.g. fold files, are deleted")
+    add_jobs(p, None)
+    add_quiet(p)
     return p
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fetalheart.utils.cli import number, run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, number, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 EPILOG = """examples:
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "missing categories get 0",
     )
     p.add_argument("--frames-only", action="store_true", help="write frames and annotations, no video")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(p, "the video, frames, LabelMe files, frames.csv and phantom.json in OUT")
+    add_quiet(p, "no progress bar")
     return p
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import add_int_list, add_quiet, run_cli, split_overrides
+from fetalheart.utils.cli import add_int_list, add_quiet, join_int_lists, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 
 from tabulate import tabulate
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(argv) -> argparse.Namespace:
-    tokens = list(sys.argv[1:] if argv is None else argv)
+    tokens = join_int_lists(sys.argv[1:] if argv is None else argv, ("--only", "--seeds"))
     # Split trailing KEY VALUE overrides off, so `--seeds 0 1 2 DATASETS.ROOT x` parses as meant.
     first = next((i for i, t in enumerate(tokens) if split_overrides([t, "v"])[1]), len(tokens))
     own, opts = tokens[:first], tokens[first:]

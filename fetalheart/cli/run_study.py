@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import add_int_list, add_quiet, run_cli
+from fetalheart.utils.cli import add_int_list, add_overwrite, add_quiet, join_int_lists, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 import yaml
@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=str, default=None, metavar="N|auto",
                    help="models trained side by side (default: the study config's, demo: auto)")
     p.add_argument("--parallel", dest="max_parallel", help=argparse.SUPPRESS)  # old spelling
-    p.add_argument("--overwrite", action="store_true",
-                   help="rerun every stage (trained models still valid for the plan are kept)")
+    add_overwrite(p, "every stage is rerun; trained models still valid for the plan are kept, see --force")
     p.add_argument("--force", action="store_true", help="with --overwrite: retrain valid models too")
     add_quiet(p, "no progress bars or progress lines")
     return p
@@ -118,7 +117,7 @@ def config_plan(args):
 def _main(argv=None) -> int:
     from fetalheart.study import run_study
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_int_lists(sys.argv[1:] if argv is None else argv, ("--only",)))
     if args.force and not args.overwrite:
         raise FetalHeartError("--force only makes sense with --overwrite (it retrains models still valid for the plan)")
     plan = demo_plan(args) if args.demo else config_plan(args)

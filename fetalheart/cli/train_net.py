@@ -13,7 +13,7 @@ import sys
 
 import fetalheart  # noqa: F401  (applies detectron2 shims before detectron2 is imported)
 from fetalheart.config import load_cfg
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
 from detectron2.engine import default_argument_parser, default_setup, launch
@@ -39,8 +39,8 @@ def build_parser():
                         help="replace the config's _BASE_ chain with this file (e.g. the from-scratch base)")
     parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
                         help="merge this overlay after the config (repeatable), e.g. configs/overlays/recommended.yaml")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="train into an OUTPUT_DIR that already holds a finished or started run")
+    add_quiet(parser, "only warnings and errors on the terminal (the full log is still in OUTPUT_DIR/log.txt)")
+    add_overwrite(parser, "start again in an OUTPUT_DIR that already holds a finished or started run")
     return parser
 
 
@@ -51,6 +51,14 @@ class _OneLineTrainingErrors(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], (FloatingPointError, FetalHeartError)):
             return False
         return True
+
+
+def _terminal_warnings_only() -> None:
+    """-q: detectron2's INFO lines stay in OUTPUT_DIR/log.txt but leave the terminal."""
+    for name in ("detectron2", "fvcore", "fetalheart", "d2"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:  # not the FileHandler subclass
+                handler.setLevel(logging.WARNING)
 
 
 def setup(args):
@@ -73,6 +81,8 @@ def setup(args):
         torch.backends.cudnn.deterministic = True
     register_datasets_from_cfg(cfg, training=not args.eval_only)
     default_setup(cfg, args)
+    if args.quiet:
+        _terminal_warnings_only()
     logging.getLogger("detectron2.engine.train_loop").addFilter(_OneLineTrainingErrors())
     from detectron2.utils import comm
 

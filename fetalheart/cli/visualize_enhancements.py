@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fetalheart.cli.enhance_dataset import parse_param
 from fetalheart.enhance.spec import SPECS_OF_STUDY
-from fetalheart.utils.cli import run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import atomic_path
 
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", type=int, default=4, help="cells per row (default 4)")
     p.add_argument("--title", help="figure title")
     p.add_argument("--dpi", type=int, default=100, help="resolution of raster output (default 100)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(p, "the output figure")
+    add_quiet(p, "no progress bar")
     return p
 
 

@@ -84,14 +84,27 @@ def int_list(text: str) -> list[int]:
 
 
 def add_int_list(p, flag: str, help: str, **kwargs) -> None:
-    """A list flag written ``--flag 2,14`` (``--flag 2 14`` accepted too); parsed to one flat list."""
-    import argparse
+    """A list flag written ``--flag 2,14`` (``--flag 2 14`` is accepted too: see ``join_int_lists``)."""
+    p.add_argument(flag, type=int_list, metavar="N,N,...", help=help, **kwargs)
 
-    class Flatten(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):
-            setattr(namespace, self.dest, [x for v in values for x in v])
 
-    p.add_argument(flag, type=int_list, nargs="+", action=Flatten, metavar="N,N", help=help, **kwargs)
+def join_int_lists(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """``--seeds 0 1 2`` -> ``--seeds 0,1,2`` for list flags (the old space-separated spelling)."""
+    out: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in flags:
+            j = i + 1
+            while j < len(argv) and argv[j].replace(",", "").isdigit():
+                j += 1
+            if j > i + 1:
+                out.append(",".join(argv[i + 1:j]))
+            i = j
+        else:
+            i += 1
+    return out
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
