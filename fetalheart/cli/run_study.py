@@ -23,8 +23,8 @@ valid for the plan; --force retrains them too (old runs are kept in runs/.stale/
 """
 
 #: Demo schedule on a 2-core laptop (README, "Measured figures": how it was chosen).
-DEMO_ITERS = 450
-DEMO_SIZE = 192
+DEMO_ITERS = 800
+DEMO_SIZE = 160
 #: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU.
 DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml"]
 
@@ -70,8 +70,8 @@ def demo_plan(args):
     epochs = max(1, min(5, it))  # validation loss once per epoch; LR steps at 75% and 90% of training
     schedule = ["SOLVER.EPOCHS", str(epochs), "SOLVER.STEPS_PER_EPOCH", str(max(1, it // epochs)),
                 # No COCO evaluation inside training (the evaluate stage does it once, with plots);
-                # validation losses once per epoch on 20 images.
-                "TEST.EVAL_DURING_TRAINING", "False", "TEST.VAL_LOSS_MAX_IMAGES", "20",
+                # validation losses once per epoch on 10 images.
+                "TEST.EVAL_DURING_TRAINING", "False", "TEST.VAL_LOSS_MAX_IMAGES", "10",
                 "INPUT.MAX_SIZE_TRAIN", str(size), "INPUT.MAX_SIZE_TEST", str(size),
                 "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MIN_SIZE_TEST", str(size), "INPUT.SQUARE_SIZE", "0",
                 "EVAL.BOOTSTRAP_SAMPLES", "500"]
