@@ -158,7 +158,11 @@ def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -
     if not overwrite and (out / "report.json").is_file() and done.is_file() and done.read_text() == run_key:
         log(f"[evaluate] {run.name}: reused {out}")
         return out
-    res = evaluate_model(cfg, name, out, overwrite=True, quiet=quiet)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables; they are in report.md
+        res = evaluate_model(cfg, name, out, overwrite=True, quiet=quiet)
     done.write_text(run_key)
     fh = res["results"].get("fetalheart", {})
     log(f"[evaluate] {run.relative_to(run.parent.parent)}: Dice {fh.get('dice_macro', float('nan')):.3f}  "
