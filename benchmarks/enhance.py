@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import fetalheart  # noqa: F401
 from fetalheart.enhance import SPECS_OF_STUDY, Enhancer, enhance, resolve_params, warm_bd_cache
 from fetalheart.enhance.spec import apply_ops
 

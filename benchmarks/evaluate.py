@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 
-import fetalheart  # noqa: F401
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 
 import numpy as np
 

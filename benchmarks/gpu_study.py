@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import fetalheart  # noqa: F401
 from fetalheart.study import StudyPlan, run_study
 
 

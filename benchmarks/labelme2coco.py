@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import fetalheart  # noqa: F401  (detectron2 shims, as every entry point)
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.classes import CLASS_NAMES
 from fetalheart.convert import convert
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import fetalheart  # noqa: E402,F401
+import fetalheart._compat  # noqa: E402,F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.config import load_cfg
 from fetalheart.data.registration import register_datasets_from_cfg
 

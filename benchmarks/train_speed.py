@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests._train_helpers
 
-import fetalheart  # noqa: E402,F401
+import fetalheart._compat  # noqa: E402,F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.config import load_cfg
 from fetalheart.data.registration import register_datasets_from_cfg
 from fetalheart.engine import Trainer

@@ -3,7 +3,12 @@
 detectron2 v0.6 (the offline fallback, see tools/install_detectron2.sh) predates Pillow 10,
 setuptools 81 and runs without its compiled ``_C``. Each shim below is gated on what is
 actually installed, so on an official source build with current libraries it does nothing.
-``apply()`` runs when ``fetalheart`` is imported, before anything imports detectron2.
+
+The shims are applied when this module is imported, and only then: every fetalheart module that
+imports detectron2 imports ``fetalheart._compat`` first (isort places fetalheart imports before
+third-party ones; tests/test_architecture.py checks it), so ``import fetalheart`` alone, or a
+statistics tool that never touches detectron2, patches no other library.
+``python -m fetalheart.collect_env`` lists the shims applied (``APPLIED``).
 """
 
 from __future__ import annotations
@@ -139,3 +144,6 @@ def detectron2_has_compiled_ops() -> bool:
 def coco_evaluator_kwargs() -> dict:
     """Keyword arguments for COCOEvaluator: the fast COCOeval lives in the compiled ops."""
     return {"use_fast_impl": detectron2_has_compiled_ops()}
+
+
+apply()  # on import, idempotently: see the module docstring

@@ -1,20 +1,25 @@
-"""``python -m fetalheart.collect_env``: versions to paste into bug reports.
+"""Provenance: ``python -m fetalheart.collect_env`` (versions to paste into bug reports) and
+``write_run_info`` (the same, with config and seed, next to every training and evaluation output).
 
 Like detectron2's own collect_env, plus which detectron2 install path is in use (official
 build with compiled ops, or the pure-Python fallback) and which compatibility shims are active.
+Self-describing output folders: a number in a paper can be traced back to exactly what produced it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import fetalheart
 from fetalheart import _compat
+from fetalheart.utils.io import write_json_atomic, write_text_atomic
 
 
 def _version(dist: str) -> str:
@@ -87,6 +92,24 @@ def collect_env() -> dict[str, str]:
 def format_env(info: dict[str, str]) -> str:
     width = max(len(k) for k in info)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in info.items())
+
+
+def write_run_info(output_dir: str | os.PathLike, cfg=None, extra: dict | None = None,
+                   name: str = "env.json") -> Path:
+    """Write ``env.json`` (versions, git revision, seed, command line) and ``config.yaml`` if cfg given."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {
+        "command": sys.argv,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": collect_env(),
+    }
+    if cfg is not None:
+        info["seed"] = int(cfg.SEED)
+        info["enhance"] = cfg.INPUT.ENHANCE
+        write_text_atomic(out / "config.yaml", cfg.dump())
+    info.update(extra or {})
+    return write_json_atomic(out / name, info)
 
 
 def main(argv=None) -> int:

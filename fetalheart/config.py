@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.classes import NUM_CLASSES
 from fetalheart.enhance.config import add_enhance_config
 from fetalheart.utils.errors import FetalHeartError

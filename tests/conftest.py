@@ -1,8 +1,8 @@
-"""Shared test setup: import fetalheart first so the detectron2 shims are in place."""
+"""Shared test setup: some tests import detectron2 directly, so the detectron2 shims go first."""
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import fetalheart  # noqa: E402,F401
+import fetalheart._compat  # noqa: E402,F401

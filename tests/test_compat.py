@@ -12,20 +12,34 @@ def _run(code: str) -> str:
     return proc.stdout.strip()
 
 
-def test_import_fetalheart_then_detectron2_engine_works():
-    out = _run("import fetalheart, detectron2.engine, detectron2.model_zoo; "
+def test_import_compat_then_detectron2_engine_works():
+    out = _run("import fetalheart._compat, detectron2.engine, detectron2.model_zoo; "
                "from detectron2.data import transforms; print('ok')")
     assert out.endswith("ok")
 
 
+def test_fetalheart_modules_that_use_detectron2_apply_the_shims_themselves():
+    # No explicit shim import: the trainer module imports detectron2, so it must bring the shims.
+    out = _run("import fetalheart.engine.trainer; from fetalheart import _compat; print(sorted(_compat.APPLIED))")
+    assert out == str(sorted(_compat.APPLIED))
+
+
+def test_importing_fetalheart_alone_patches_nothing():
+    # Importing the package, or the statistics modules, leaves Pillow, numpy and sys.modules alone.
+    out = _run("import sys\nfrom PIL import Image\nif hasattr(Image, 'LINEAR'): del Image.LINEAR\n"
+               "import fetalheart, fetalheart.evaluation.metrics, fetalheart.evaluation.compare\n"
+               "print(hasattr(Image, 'LINEAR'), 'fetalheart._compat' in sys.modules, 'pkg_resources' in sys.modules)")
+    assert out == "False False False"
+
+
 def test_pillow_alias_added_only_when_missing():
     # Pillow already has LINEAR (a user or an old Pillow): the shim must leave it alone.
-    out = _run("from PIL import Image; Image.LINEAR = 12345; import fetalheart; "
+    out = _run("from PIL import Image; Image.LINEAR = 12345; "
                "from fetalheart import _compat; print(Image.LINEAR, 'pillow_linear' in _compat.APPLIED)")
     assert out == "12345 False"
     # Missing (Pillow >= 10): added, equal to BILINEAR.
     out = _run("from PIL import Image\nif hasattr(Image, 'LINEAR'): del Image.LINEAR\n"
-               "import fetalheart; from fetalheart import _compat\n"
+               "from fetalheart import _compat\n"
                "print(Image.LINEAR == Image.BILINEAR, 'pillow_linear' in _compat.APPLIED)")
     assert out == "True True"
 

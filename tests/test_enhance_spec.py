@@ -222,7 +222,7 @@ def test_warm_bd_cache_then_the_online_path_estimates_nothing(tmp_path, monkeypa
 
 def test_read_image_matches_detectron2_reader(tmp_path):
     # Cache keys are computed on what warm_bd_cache reads; the online path reads with detectron2.
-    import fetalheart  # noqa: F401  (detectron2 shims)
+    import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
     from fetalheart.enhance import read_image
 
     import cv2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import fetalheart  # noqa: F401  (detectron2 shims first)
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 

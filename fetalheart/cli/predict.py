@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import fetalheart  # noqa: F401  (detectron2 shims first)
 from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli, split_overrides
 from fetalheart.utils.errors import FetalHeartError
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-import fetalheart  # noqa: F401  (applies detectron2 shims before detectron2 is imported)
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.config import load_cfg
 from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
@@ -63,8 +63,8 @@ def _terminal_warnings_only() -> None:
 
 def setup(args):
     """Config (+ overrides), logging, seed, config.yaml/env.json in OUTPUT_DIR, dataset registration."""
+    from fetalheart.collect_env import write_run_info
     from fetalheart.data.registration import register_datasets_from_cfg
-    from fetalheart.engine.run_info import write_run_info
 
     cfg = load_cfg(args.config_file, args.opts, base=args.base, overlays=args.overlay)
     out = cfg.OUTPUT_DIR

@@ -7,6 +7,8 @@ geometric ones go through detectron2's transforms, so boxes, polygons and masks 
 
 from __future__ import annotations
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
+
 import numpy as np
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import Transform

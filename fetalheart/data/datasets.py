@@ -21,6 +21,7 @@ import os
 import re
 from pathlib import Path
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.classes import COLORS, STRUCTURES
 from fetalheart.utils.errors import FetalHeartError
 

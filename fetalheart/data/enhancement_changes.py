@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
+
 logger = logging.getLogger(__name__)
 
 

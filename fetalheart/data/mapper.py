@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.data.augment import geometric_augmentations, photometric_augmentations
 
 from detectron2.data import DatasetMapper

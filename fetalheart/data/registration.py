@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.utils.errors import FetalHeartError
 
 from detectron2.data import DatasetCatalog, MetadataCatalog

@@ -1,4 +1,4 @@
-"""Training engine: the Trainer, its hooks, and run metadata."""
+"""Training engine: the Trainer and its hooks."""
 
 from fetalheart.engine.trainer import Trainer, load_model_for_inference
 

@@ -10,6 +10,8 @@ import math
 import time
 from contextlib import contextmanager
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
+
 import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm

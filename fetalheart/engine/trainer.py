@@ -11,6 +11,7 @@ import logging
 import math
 import os
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 import fetalheart.modeling  # noqa: F401  (registers FetalHeartRCNN with detectron2)
 from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
 from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.enhance.enhancer import Enhancer
 
 import numpy as np

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.enhance.spec import DEFAULT_PARAMS
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.classes import CLASS_NAMES
 from fetalheart.evaluation import metrics as M
 from fetalheart.evaluation.report import (  # noqa: F401  (re-exported: older imports read them here)

@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.evaluation.report import REPORT_FILES, write_report
 from fetalheart.utils.errors import FetalHeartError
 
@@ -86,7 +87,7 @@ def write_plots(report: dict, out_dir: str | os.PathLike, metrics_json: str | os
 def evaluate_model(cfg, dataset_name: str, output_dir: str | os.PathLike, overwrite: bool = False,
                    quiet: bool = False) -> dict:
     """Evaluate ``cfg.MODEL.WEIGHTS`` on a registered dataset; write the full report folder."""
-    from fetalheart.engine.run_info import write_run_info
+    from fetalheart.collect_env import write_run_info
     from fetalheart.engine.trainer import Trainer, load_model_for_inference
     from fetalheart.evaluation.build import build_evaluators
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
+
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
