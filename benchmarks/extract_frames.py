@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import fetalheart  # noqa: F401
-from fetalheart.video import extract_frames
+from fetalheart.video.extract import ExtractOptions, extract_frames
 
 import imageio_ffmpeg
 
@@ -63,12 +63,11 @@ def main() -> int:
     n_ff = len(list(d_ff.glob("*.png")))
     shutil.rmtree(d_ff)
     res = {}
-    t_all = _time(lambda: res.__setitem__("all", extract_frames([video], fresh("all"), min_sharpness=None, quiet=True)))
+    t_all = _time(lambda: res.__setitem__("all", extract_frames([video], fresh("all"), ExtractOptions(min_sharpness=None), quiet=True)))
     shutil.rmtree(work / "all")
-    t_def = _time(lambda: res.__setitem__("def", extract_frames([video], fresh("def"), min_sharpness="auto", quiet=True)))
+    t_def = _time(lambda: res.__setitem__("def", extract_frames([video], fresh("def"), ExtractOptions(min_sharpness="auto"), quiet=True)))
     shutil.rmtree(work / "def")
-    t_15 = _time(lambda: res.__setitem__("e15", extract_frames([video], fresh("e15"), every=15,
-                                                               min_sharpness="auto", quiet=True)))  # fmt: skip
+    t_15 = _time(lambda: res.__setitem__("e15", extract_frames([video], fresh("e15"), ExtractOptions(every=15, min_sharpness="auto"), quiet=True)))  # fmt: skip
     shutil.rmtree(work / "e15")
     n_all = len(res["all"].written)
     print(f"video: {args.seconds:g} s 1280x720 30 fps H.264; {n_ff} frames by ffmpeg, {n_all} by us")

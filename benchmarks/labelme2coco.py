@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
+from fetalheart.annotations.convert import convert
 from fetalheart.classes import CLASS_NAMES
-from fetalheart.convert import convert
 
 import numpy as np
 

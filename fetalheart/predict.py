@@ -21,12 +21,12 @@ from pathlib import Path
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.classes import CLASS_NAMES, coco_categories, normalize_label
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.video.io import VIDEO_SUFFIXES, read_frames, video_info
 
 import cv2
 import numpy as np
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg"}
 LABELME_VERSION = "5.4.1"  # the LabelMe JSON format version written (read by labelme 5.x and 6.x)
 
 
@@ -194,7 +194,7 @@ def collect_sources(inputs: Iterable[str | os.PathLike]) -> list[Source]:
             if ext in IMAGE_EXTS:
                 out.append(Source(q, "image"))
                 found += 1
-            elif ext in VIDEO_EXTS:
+            elif ext in VIDEO_SUFFIXES:
                 out.append(Source(q, "video"))
                 found += 1
             elif not p.is_dir():
@@ -204,23 +204,6 @@ def collect_sources(inputs: Iterable[str | os.PathLike]) -> list[Source]:
     if not out:
         raise FetalHeartError("no inputs")
     return out
-
-
-def _video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarray]]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise FetalHeartError(f"cannot open video {path} (unsupported codec, or a truncated file whose index is missing)")
-    try:
-        idx = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if idx % every == 0:
-                yield idx, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, frame
-            idx += 1
-    finally:
-        cap.release()
 
 
 def _batched(it: Iterable, n: int) -> Iterator[list]:
@@ -319,12 +302,10 @@ def run_prediction(
                                                                               pred.scores, names), max_side=4096)
     for src in (s for s in sources if s.kind == "video"):
         vstem = _unique_stem(src.path.stem, used)
-        cap = cv2.VideoCapture(str(src.path))
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        cap.release()
+        fps = video_info(src.path).fps or 25.0
         writer, video_ctx = None, None
         try:
-            for group in _batched(_video_frames(src.path, every), batch):
+            for group in _batched(read_frames(src.path, every), batch):
                 frames = [f for _, _, f in group]
                 items = []
                 for idx, t, frame in group:

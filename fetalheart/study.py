@@ -20,9 +20,9 @@ from pathlib import Path
 from fetalheart.study_stages import StageKey, Stages, files_fingerprint, folder_fingerprint
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import write_json_atomic
+from fetalheart.video.naming import frame_stem
 
 DEMO_SEEDS = (0, 1, 2)  # three phantom "fetuses": the split is by video
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg")
 
 
 @dataclass
@@ -61,19 +61,19 @@ class StudyPlan:
 
 
 def _phantoms(plan: StudyPlan, folder: Path) -> dict:
-    from fetalheart.phantom import make_phantom
+    from fetalheart.phantom import PhantomSpec, make_phantom
 
-    made = [make_phantom(folder / f"phantom_s{s}", seconds=plan.phantom_seconds, size=plan.phantom_size, seed=s,
-                         quiet=plan.quiet) for s in plan.phantom_seeds]
+    specs = [PhantomSpec(seconds=plan.phantom_seconds, size=plan.phantom_size, seed=s) for s in plan.phantom_seeds]
+    made = [make_phantom(folder / spec.stem, spec, quiet=plan.quiet) for spec in specs]
     n = sum(sum(m["counts"].values()) for m in made)
     return {"what": f"{len(made)} phantom videos, {n} frames at {plan.phantom_size[0]}x{plan.phantom_size[1]}",
             "videos": [str(p) for p in sorted(folder.glob("*/*.mp4"))]}
 
 
 def _extract(plan: StudyPlan, videos: list[str], folder: Path) -> dict:
-    from fetalheart.video import extract_frames
+    from fetalheart.video.extract import ExtractOptions, extract_frames
 
-    result = extract_frames(videos, folder, quiet=plan.quiet, **plan.extract)
+    result = extract_frames(videos, folder, ExtractOptions(**plan.extract), quiet=plan.quiet)
     c = result.counts
     return {"what": f"{len(result.kept)} frames kept of {len(result.records)} sampled "
                     f"({', '.join(f'{k} {v}' for k, v in c.items())})", "counts": c}
@@ -81,7 +81,7 @@ def _extract(plan: StudyPlan, videos: list[str], folder: Path) -> dict:
 
 def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> dict:
     """LabelMe JSONs for the kept frames: the phantom's ground truth mapped through the crop/resize."""
-    from fetalheart.video_geometry import FrameGeometry
+    from fetalheart.video.geometry import FrameGeometry
 
     folder.mkdir(parents=True, exist_ok=True)
     with open(frames_dir / "frames.csv", newline="") as f:
@@ -89,7 +89,7 @@ def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> 
     for row in rows:
         stem = Path(row["source"]).stem
         geometry = FrameGeometry.load(frames_dir, stem)
-        src = json.loads((phantom_dir / stem / "labelme" / f"{stem}_{int(row['frame_index']):06d}.json").read_text())
+        src = json.loads((phantom_dir / stem / "labelme" / f"{frame_stem(stem, int(row['frame_index']))}.json").read_text())
         for shape in src["shapes"]:
             shape["points"] = geometry.map_points(shape["points"]).round(2).tolist()
         w, h = geometry.output_size
@@ -99,7 +99,7 @@ def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> 
 
 
 def _convert(plan: StudyPlan, labelme: Path, folder: Path) -> dict:
-    from fetalheart.convert import convert
+    from fetalheart.annotations.convert import convert
 
     report = convert([labelme], folder, overwrite=True, quiet=plan.quiet, folds=plan.folds, **plan.convert)
     n, split = report["images"], report["split"]
@@ -234,6 +234,8 @@ def _video_stages(plan: StudyPlan, stages: Stages, out: Path) -> Path | None:
         stages.run("labels", out / "labelme", StageKey({}, {"extract": stages.keys["extract"]}),
                    lambda: _ground_truth_labelme(out / "frames", out / "phantom", out / "labelme"))
         return out / "labelme"
+    from fetalheart.video.io import VIDEO_SUFFIXES
+
     videos = sorted(str(p) for p in Path(plan.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise FetalHeartError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {plan.videos}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fetalheart.annotations.coco import segmentation_to_mask
+from fetalheart.annotations.convert import convert
 from fetalheart.classes import CLASS_NAMES
-from fetalheart.coco import segmentation_to_mask
-from fetalheart.convert import convert
 
 import numpy as np
 import pytest

@@ -6,9 +6,9 @@ import csv
 import json
 from collections import Counter
 
+from fetalheart.annotations.convert import convert
+from fetalheart.annotations.split import default_group
 from fetalheart.classes import CLASS_NAMES
-from fetalheart.convert import convert
-from fetalheart.split import default_group
 
 import pytest
 from pycocotools.coco import COCO
@@ -21,7 +21,8 @@ labelme_utils = pytest.importorskip("labelme.utils")
 def phantoms(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantoms")
     for seed in range(3):
-        phantom.make_phantom(root / f"s{seed}", seconds=1.5, fps=10, size=(256, 144), seed=seed, frames_only=True)
+        spec = phantom.PhantomSpec(seconds=1.5, fps=10, size=(256, 144), seed=seed)
+        phantom.make_phantom(root / f"s{seed}", spec, video=False)
     return root
 
 

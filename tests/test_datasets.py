@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fetalheart.annotations.convert import convert
 from fetalheart.classes import CLASS_NAMES, COLORS
-from fetalheart.convert import convert
 from fetalheart.data.datasets import DATASETS_ENV, register_all, register_coco_dataset, register_split_dir
 from fetalheart.utils.errors import FetalHeartError
 

@@ -22,13 +22,13 @@ BD_SPECS = [s for s in SPECS_OF_STUDY if "bd" in s]
 
 @pytest.fixture(scope="module")
 def kept_frames(tmp_path_factory):
-    from fetalheart.phantom import make_phantom
-    from fetalheart.video import extract_frames
+    from fetalheart.phantom import PhantomSpec, make_phantom
+    from fetalheart.video.extract import ExtractOptions, extract_frames
 
     root = tmp_path_factory.mktemp("bd_phantom")
-    make_phantom(root / "phantom", seconds=4, size=(640, 360), seed=0, quiet=True)
+    make_phantom(root / "phantom", PhantomSpec(seconds=4, size=(640, 360), seed=0), quiet=True)
     videos = sorted((root / "phantom").glob("*.mp4"))
-    result = extract_frames(videos, root / "frames", every=3, auto_crop=True, min_sharpness="auto", quiet=True)
+    result = extract_frames(videos, root / "frames", ExtractOptions(every=3, auto_crop=True, min_sharpness="auto"), quiet=True)
     paths = sorted((root / "frames").glob("*.png"))
     assert len(paths) == len(result.kept) >= 20
     return paths

@@ -1,7 +1,8 @@
 """HE / AHE / CLAHE against OpenCV, colour and dtype handling, masks, and properties."""
 
-from fetalheart.enhance import auto_sector_mask, enhance, parse_spec
+from fetalheart.enhance import enhance, parse_spec
 from fetalheart.enhance.histogram import _he_lut, he_plane
+from fetalheart.video.sector import auto_sector_mask
 
 import cv2
 import numpy as np

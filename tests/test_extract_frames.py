@@ -1,4 +1,4 @@
-"""tools/extract_frames.py and fetalheart.video: sampling, timestamps, crop, sharpness, bad input.
+"""tools/extract_frames.py and fetalheart.video.extract: sampling, timestamps, crop, sharpness, bad input.
 
 Reference frame lists come from ffmpeg's showinfo filter (ffprobe is not shipped by
 imageio-ffmpeg; see tests/_video_helpers.py). Videos are small (320x180, 3 s) except the phantom.
@@ -15,16 +15,17 @@ from pathlib import Path
 
 from fetalheart.cli.extract_frames import main as cli_main
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.video import (
+from fetalheart.video.extract import (
     DUPLICATE,
     KEPT,
     OUT_OF_FOCUS,
+    ExtractOptions,
     PartialVideoError,
     extract_frames,
     format_summary,
 )
-from fetalheart.video_geometry import FrameGeometry, make_geometry, parse_resize
-from fetalheart.video_io import parse_time
+from fetalheart.video.geometry import FrameGeometry, make_geometry, parse_resize
+from fetalheart.video.io import parse_time
 
 import cv2
 import numpy as np
@@ -57,10 +58,10 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    from fetalheart.phantom import make_phantom
+    from fetalheart.phantom import PhantomSpec, make_phantom
 
     d = tmp_path_factory.mktemp("phantom")
-    info = make_phantom(d, seconds=3, fps=30, size=(480, 270), seed=1)
+    info = make_phantom(d, PhantomSpec(seconds=3, fps=30, size=(480, 270), seed=1))
     meta = json.loads((d / "phantom.json").read_text())
     cats = {int(r["frame_index"]): r["category"] for r in csv.DictReader((d / "frames.csv").open())}
     return {"video": Path(info["video"]), "meta": meta, "categories": cats}
@@ -76,7 +77,7 @@ def _csv_rows(out: Path) -> list[dict]:
 @pytest.mark.parametrize("name", ["bframes", "vfr"])
 def test_every_frame_matches_ffmpeg_reference(videos, tmp_path, name):
     ref = videos["ref"][name]
-    res = extract_frames([videos[name]], tmp_path, quiet=True, min_sharpness=None)
+    res = extract_frames([videos[name]], tmp_path, ExtractOptions(min_sharpness=None), quiet=True)
     assert [r.frame_index for r in res.records] == list(range(len(ref)))
     np.testing.assert_allclose([r.timestamp for r in res.records], ref, atol=1e-3)
     names = sorted(p.name for p in tmp_path.glob("*.png"))
@@ -99,14 +100,14 @@ def test_vfr_has_the_gap(videos):
 
 def test_every_start_end(videos, tmp_path):
     ref = videos["ref"]["vfr"]
-    res = extract_frames([videos["vfr"]], tmp_path, every=4, start="0:00.2", end=2.0, quiet=True)
+    res = extract_frames([videos["vfr"]], tmp_path, ExtractOptions(every=4, start="0:00.2", end=2.0), quiet=True)
     in_range = [i for i, t in enumerate(ref) if 0.2 - 1e-6 <= t < 2.0 - 1e-6]
     assert [r.frame_index for r in res.records] == in_range[::4]
     assert res.records[0].timestamp >= 0.2 - 1e-6 and res.records[-1].timestamp < 2.0
 
 
 def test_fps_sampling_follows_presentation_time(videos, tmp_path):
-    res = extract_frames([videos["vfr"]], tmp_path, fps=5, quiet=True, min_sharpness=None)
+    res = extract_frames([videos["vfr"]], tmp_path, ExtractOptions(fps=5, min_sharpness=None), quiet=True)
     ts = np.array([r.timestamp for r in res.records])
     slots = np.floor(ts * 5 + 1e-6)
     assert len(set(slots)) == len(slots)  # at most one sample per 1/5 s slot of presentation time
@@ -115,13 +116,13 @@ def test_fps_sampling_follows_presentation_time(videos, tmp_path):
 
 
 def test_max_frames_and_jpg(videos, tmp_path):
-    res = extract_frames([videos["bframes"]], tmp_path, every=2, max_frames=5, fmt="jpg", quiet=True)
+    res = extract_frames([videos["bframes"]], tmp_path, ExtractOptions(every=2, max_frames=5, fmt="jpg"), quiet=True)
     assert [p.name for p in res.kept] == [f"bframes_{i:06d}.jpg" for i in range(0, 10, 2)]
     assert all(cv2.imread(str(p)) is not None for p in res.kept)
 
 
 def test_several_videos_and_summary(videos, tmp_path):
-    res = extract_frames([videos["bframes"], videos["vfr"]], tmp_path, every=15, quiet=True)
+    res = extract_frames([videos["bframes"], videos["vfr"]], tmp_path, ExtractOptions(every=15), quiet=True)
     assert {Path(r.source).stem for r in res.records} == {"bframes", "vfr"}
     table = format_summary(res)
     assert "bframes" in table and "vfr" in table and "total" in table
@@ -159,7 +160,7 @@ def test_map_points_follows_the_pixels(resize):
 
 
 def test_geometry_recorded_and_loadable(videos, tmp_path):
-    res = extract_frames([videos["bframes"]], tmp_path, every=30, crop="10,20,200,100", resize=100, quiet=True)
+    res = extract_frames([videos["bframes"]], tmp_path, ExtractOptions(every=30, crop="10,20,200,100", resize=100), quiet=True)
     g = FrameGeometry.load(tmp_path)
     assert g == res.geometry() and g.crop == (10, 20, 200, 100) and g.output_size == (100, 50)
     assert cv2.imread(str(res.kept[0])).shape == (50, 100, 3)
@@ -175,7 +176,7 @@ def test_parse_time():
 
 
 def test_auto_crop_contains_sector_and_excludes_text(phantom, tmp_path):
-    res = extract_frames([phantom["video"]], tmp_path, every=10, auto_crop=True, quiet=True)
+    res = extract_frames([phantom["video"]], tmp_path, ExtractOptions(every=10, auto_crop=True), quiet=True)
     x, y, w, h = res.crop
     sx, sy, sw, sh = phantom["meta"]["sector_bbox"]
     assert x <= sx and y <= sy and x + w >= sx + sw and y + h >= sy + sh, (res.crop, phantom["meta"]["sector_bbox"])
@@ -188,7 +189,7 @@ def test_auto_crop_contains_sector_and_excludes_text(phantom, tmp_path):
 
 
 def test_sharpness_filter_against_phantom_categories(phantom, tmp_path):
-    res = extract_frames([phantom["video"]], tmp_path, min_sharpness="auto", quiet=True)
+    res = extract_frames([phantom["video"]], tmp_path, ExtractOptions(min_sharpness="auto"), quiet=True)
     truth = np.array([phantom["categories"][r.frame_index] == "out_of_focus" for r in res.records])
     dropped = np.array([r.status == OUT_OF_FOCUS for r in res.records])
     tp = int((dropped & truth).sum())
@@ -204,7 +205,7 @@ def test_sharpness_filter_against_phantom_categories(phantom, tmp_path):
 
 
 def test_keep_all_writes_dropped_frames_and_says_why(phantom, tmp_path):
-    res = extract_frames([phantom["video"]], tmp_path, every=3, keep_all=True, min_sharpness="auto", quiet=True)
+    res = extract_frames([phantom["video"]], tmp_path, ExtractOptions(every=3, keep_all=True, min_sharpness="auto"), quiet=True)
     assert len(res.written) == len(res.records) and res.counts[OUT_OF_FOCUS] > 0
     rows = _csv_rows(tmp_path)
     assert {r["status"] for r in rows} == {KEPT, OUT_OF_FOCUS}
@@ -212,9 +213,9 @@ def test_keep_all_writes_dropped_frames_and_says_why(phantom, tmp_path):
 
 
 def test_dedupe_drops_a_still_scene(videos, tmp_path):
-    res = extract_frames([videos["still"]], tmp_path, dedupe=1.0, min_sharpness=None, quiet=True)
+    res = extract_frames([videos["still"]], tmp_path, ExtractOptions(dedupe=1.0, min_sharpness=None), quiet=True)
     assert res.counts[KEPT] == 1 and res.counts[DUPLICATE] == len(res.records) - 1 > 0
-    res2 = extract_frames([videos["bframes"]], tmp_path / "moving", every=10, dedupe=1.0, quiet=True)
+    res2 = extract_frames([videos["bframes"]], tmp_path / "moving", ExtractOptions(every=10, dedupe=1.0), quiet=True)
     assert res2.counts[DUPLICATE] == 0
 
 

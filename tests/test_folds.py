@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import json
 
+from fetalheart.annotations.convert import OUTPUT_FILES, convert
+from fetalheart.annotations.split import EXCLUDED, TRAIN, VAL, default_group, make_folds
 from fetalheart.cli.labelme2coco import main
-from fetalheart.convert import OUTPUT_FILES, convert
-from fetalheart.split import EXCLUDED, TRAIN, VAL, default_group, make_folds
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.video import CSV_COLUMNS
+from fetalheart.video.extract import CSV_COLUMNS
 
 import pytest
 from _labelme_helpers import heart_shapes, load, poly, write_labelme

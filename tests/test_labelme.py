@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import json
 
-from fetalheart.convert import convert
-from fetalheart.labelme import (
+from fetalheart.annotations.convert import convert
+from fetalheart.annotations.labelme import (
     LabelmeError,
     clip_polygon,
-    frame_stem_and_index,
     image_info,
     is_self_intersecting,
     parse_labelme,
     safe_image_name,
 )
+from fetalheart.video.naming import frame_stem_and_index
 
 import numpy as np
 import pytest

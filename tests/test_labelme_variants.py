@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import json
 
+from fetalheart.annotations.convert import convert
 from fetalheart.cli.labelme2coco import main
-from fetalheart.convert import convert
 
 import numpy as np
 import pytest

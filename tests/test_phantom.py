@@ -12,6 +12,7 @@ from fetalheart.cli.make_phantom import main as cli_main
 from fetalheart.phantom import (
     CATEGORIES,
     DEFAULT_PROPORTIONS,
+    PhantomSpec,
     category_schedule,
     is_simple_polygon,
     make_phantom,
@@ -31,7 +32,7 @@ def phantom(tmp_path_factory):
     """One 2-second 1280x720 phantom (60 frames), timed, shared by the tests of this module."""
     out = tmp_path_factory.mktemp("phantom")
     start = time.perf_counter()
-    summary = make_phantom(out, seconds=2.0, fps=30, size=(W, H), seed=0)
+    summary = make_phantom(out, PhantomSpec(seconds=2.0, fps=30, size=(W, H), seed=0))
     elapsed = time.perf_counter() - start
     rows = list(csv.DictReader((out / "frames.csv").open()))
     meta = json.loads((out / "phantom.json").read_text())
@@ -176,13 +177,13 @@ def test_is_simple_polygon():
 
 def test_structure_clipped_by_sector_edge():
     # A heart pushed to the side of the fan: every polygon still lies inside the fan.
-    from fetalheart.phantom.anatomy import _HALF_ANGLE, _ellipse, _sector
-    from fetalheart.phantom.groundtruth import _labelme_shapes
+    from fetalheart.phantom.anatomy import HALF_ANGLE, ellipse, sector_for
+    from fetalheart.phantom.groundtruth import labelme_shapes
 
-    sector = _sector((320, 240))
-    cx, cy = sector.point(0.6, _HALF_ANGLE)  # centred on the fan's edge
-    structs = {n: [_ellipse(cx, cy, 30, 20)] for n in CLASS_NAMES}
-    shapes = _labelme_shapes(structs, [], sector, (320, 240), None)
+    sector = sector_for((320, 240))
+    cx, cy = sector.point(0.6, HALF_ANGLE)  # centred on the fan's edge
+    structs = {n: [ellipse(cx, cy, 30, 20)] for n in CLASS_NAMES}
+    shapes = labelme_shapes(structs, [], sector, (320, 240), None)
     assert len(shapes) == len(CLASS_NAMES)
     full = np.pi * 30 * 20
     for s in shapes:
@@ -193,8 +194,8 @@ def test_structure_clipped_by_sector_edge():
 
 
 def test_same_seed_identical_files_different_seed_differs(tmp_path):
-    kw = dict(seconds=0.3, fps=30, size=(320, 180), write_video=False)
-    a, b, c = (make_phantom(tmp_path / n, seed=s, **kw) for n, s in (("a", 5), ("b", 5), ("c", 6)))
+    kw = dict(seconds=0.3, fps=30, size=(320, 180))
+    a, b, c = (make_phantom(tmp_path / n, PhantomSpec(seed=s, **kw), video=False) for n, s in (("a", 5), ("b", 5), ("c", 6)))
     rel = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(rel) == 2 * 9 + 2
     for r in rel:
@@ -296,7 +297,7 @@ def test_refuses_to_overwrite_and_cli(tmp_path, capsys):
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert len(list((out / "frames").glob("*.png"))) == 3
     with pytest.raises(FetalHeartError, match="overwrite"):
-        make_phantom(out, seconds=0.1, size=(160, 120), seed=1, frames_only=True)
+        make_phantom(out, PhantomSpec(seconds=0.1, size=(160, 120), seed=1), video=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert cli_main(["-o", str(out), "--seconds", "0.1", "--size", "160x120", "--frames-only", "-q"]) == 2
     err = capsys.readouterr().err
@@ -319,6 +320,6 @@ def test_failure_midway_leaves_no_partial_video(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "render_frame", flaky)
     with pytest.raises(KeyboardInterrupt):
-        make_phantom(tmp_path, seconds=0.2, size=(160, 120))
+        make_phantom(tmp_path, PhantomSpec(seconds=0.2, size=(160, 120)))
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.rglob(".*"))
     assert len(list((tmp_path / "frames").glob("*.png"))) == 3  # finished frames are complete files

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fetalheart.labelme import frame_stem_and_index
-from fetalheart.split import (
+from fetalheart.annotations.split import (
     EXCLUDED,
     TRAIN,
     VAL,
@@ -14,6 +13,7 @@ from fetalheart.split import (
     time_block_split,
 )
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.video.naming import frame_stem_and_index
 
 import pytest
 from hypothesis import given, settings
@@ -118,7 +118,7 @@ def test_two_unequal_videos_every_seed_takes_the_small_one_and_warns():
 def test_greedy_beyond_exact_limit_stays_close(monkeypatch):
     import random
 
-    import fetalheart.split as split_mod
+    import fetalheart.annotations.split as split_mod
 
     rng = random.Random(7)
     sizes = [rng.randint(1, 80) for _ in range(40)]

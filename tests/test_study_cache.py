@@ -94,9 +94,9 @@ def test_changed_plan_reruns_exactly_the_affected_stages(tmp_path):
 
 
 def test_stop_for_labelling_is_a_normal_exit(tmp_path):
-    from fetalheart.phantom import make_phantom
+    from fetalheart.phantom import PhantomSpec, make_phantom
 
-    make_phantom(tmp_path / "ph", seconds=0.5, size=(160, 96), seed=0, quiet=True)
+    make_phantom(tmp_path / "ph", PhantomSpec(seconds=0.5, size=(160, 96), seed=0), quiet=True)
     (tmp_path / "videos").mkdir()
     for mp4 in (tmp_path / "ph").glob("*.mp4"):
         mp4.rename(tmp_path / "videos" / mp4.name)

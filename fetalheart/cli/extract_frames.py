@@ -71,15 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from fetalheart.video import PartialVideoError, extract_frames, format_summary
+    from fetalheart.video.extract import ExtractOptions, PartialVideoError, extract_frames, format_summary
 
     try:
-        result = extract_frames(
-            args.videos, args.output, every=args.every, fps=args.fps, start=args.start, end=args.end,
-            max_frames=args.max_frames, resize=args.resize, crop=args.crop, auto_crop=args.auto_crop,
-            fmt=args.fmt, min_sharpness=args.min_sharpness, keep_all=args.keep_all, dedupe=args.dedupe,
-            overwrite=args.overwrite, allow_partial=args.allow_partial, quiet=args.quiet,
+        options = ExtractOptions(
+            every=args.every, fps=args.fps, start=args.start, end=args.end, max_frames=args.max_frames,
+            resize=args.resize, crop=args.crop, auto_crop=args.auto_crop, fmt=args.fmt,
+            min_sharpness=args.min_sharpness, keep_all=args.keep_all, dedupe=args.dedupe,
         )  # fmt: skip
+        result = extract_frames(args.videos, args.output, options, overwrite=args.overwrite,
+                                allow_partial=args.allow_partial, quiet=args.quiet)
     except PartialVideoError as exc:
         if not args.quiet:
             print(format_summary(exc.result))

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.split import DEFAULT_GUARD_GAP
+from fetalheart.annotations.split import DEFAULT_GUARD_GAP
 from fetalheart.utils.cli import add_jobs, add_overwrite, add_quiet, number, run_cli
 
 EPILOG = """examples:
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None) -> int:
-    from fetalheart.convert import convert
+    from fetalheart.annotations.convert import convert
 
     args = build_parser().parse_args(argv)
     report = convert(

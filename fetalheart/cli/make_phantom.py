@@ -76,23 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None) -> int:
-    from fetalheart.phantom import make_phantom
+    from fetalheart.phantom import PhantomSpec, make_phantom
 
     args = build_parser().parse_args(argv)
     if args.proportions is not None and not args.proportions:
         raise FetalHeartError("--proportions is empty")
-    summary = make_phantom(
-        args.output,
-        seconds=args.seconds,
-        fps=args.fps,
-        size=args.size,
-        seed=args.seed,
-        name=args.name,
-        frames_only=args.frames_only,
-        proportions=args.proportions,
-        quiet=args.quiet,
-        overwrite=args.overwrite,
-    )
+    spec = PhantomSpec(seconds=args.seconds, fps=args.fps, size=args.size, seed=args.seed, name=args.name,
+                       proportions=args.proportions)
+    summary = make_phantom(args.output, spec, video=not args.frames_only, quiet=args.quiet, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
     print(
         f"{summary['n_frames']} frames ({counts}) in {summary['seconds']:.1f} s "

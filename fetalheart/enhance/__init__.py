@@ -19,7 +19,6 @@ from fetalheart.enhance.deblur import (
 )
 from fetalheart.enhance.enhancer import Enhancer
 from fetalheart.enhance.kernels import KernelCache, read_image, warm_bd_cache
-from fetalheart.enhance.sector import auto_sector_mask
 from fetalheart.enhance.spec import (
     DEFAULT_PARAMS,
     OPERATIONS,
@@ -39,7 +38,6 @@ __all__ = [
     "Enhancer",
     "KernelCache",
     "add_enhance_config",
-    "auto_sector_mask",
     "blind_deblur",
     "changes_table",
     "deblur_with_kernel",

@@ -7,8 +7,8 @@ from typing import Any
 
 from fetalheart.enhance.deblur import deblur_with_kernel, estimate_kernel
 from fetalheart.enhance.histogram import clahe_plane, he_plane
-from fetalheart.enhance.sector import auto_sector_mask
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.video.sector import auto_sector_mask
 
 import cv2
 import numpy as np

@@ -209,7 +209,7 @@ def _json_rle(rle: dict) -> dict:
 
 
 def _default_group(name: str) -> str:
-    from fetalheart.split import default_group  # lazily: it may move
+    from fetalheart.annotations.split import default_group  # lazily: it may move
 
     return default_group(name)
 

@@ -22,12 +22,12 @@ Modules: ``schedule`` (categories in runs), ``anatomy`` (sector, heart model, po
 from fetalheart.phantom.groundtruth import is_simple_polygon
 from fetalheart.phantom.render import render_frame
 from fetalheart.phantom.schedule import CATEGORIES, DEFAULT_PROPORTIONS, category_schedule
-from fetalheart.phantom.writer import LABELME_VERSION, make_phantom, phantom_metadata
+from fetalheart.phantom.writer import PhantomSpec, make_phantom, phantom_metadata
 
 __all__ = [
     "CATEGORIES",
     "DEFAULT_PROPORTIONS",
-    "LABELME_VERSION",
+    "PhantomSpec",
     "category_schedule",
     "is_simple_polygon",
     "make_phantom",

@@ -8,32 +8,32 @@ import math
 import cv2
 import numpy as np
 
-_HALF_ANGLE = math.radians(40.0)  # sector half-opening
+HALF_ANGLE = math.radians(40.0)  # sector half-opening
 
 # Echogenicity (reflectivity before speckle, gain and log compression), 0 = anechoic.
-_TISSUE, _FLUID, _LUNG, _SKIN = 0.26, 0.025, 0.20, 0.85
-_MYO, _PERI, _BLOOD, _VALVE, _VESSEL_WALL, _BONE = 0.62, 0.95, 0.03, 0.95, 0.90, 1.25
+TISSUE, FLUID, LUNG, SKIN = 0.26, 0.025, 0.20, 0.85
+MYO, PERI, BLOOD, VALVE, VESSEL_WALL, BONE = 0.62, 0.95, 0.03, 0.95, 0.90, 1.25
 
 
-class _Sector:
+class Sector:
     """The fan-shaped field of view and the per-pixel maps that depend only on the frame size."""
 
     def __init__(self, size: tuple[int, int]):
         w, h = size
         self.size = size
         top = 0.05 * h
-        radius = min(h - top - 0.04 * h, 0.33 * w / math.sin(_HALF_ANGLE))
+        radius = min(h - top - 0.04 * h, 0.33 * w / math.sin(HALF_ANGLE))
         self.apex = (w / 2.0, top)
         self.radius = radius
         self.r0 = 0.06 * radius
-        angles = np.linspace(-_HALF_ANGLE, _HALF_ANGLE, 96)
+        angles = np.linspace(-HALF_ANGLE, HALF_ANGLE, 96)
         outer = np.stack([self.apex[0] + radius * np.sin(angles), top + radius * np.cos(angles)], 1)
         inner = np.stack(
             [self.apex[0] + self.r0 * np.sin(angles[::-8]), top + self.r0 * np.cos(angles[::-8])], 1
         )
         self.polygon = np.concatenate([outer, inner])
         aa = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(aa, [_fix(self.polygon)], 255, cv2.LINE_AA, shift=4)
+        cv2.fillPoly(aa, [to_fixed_point(self.polygon)], 255, cv2.LINE_AA, shift=4)
         self.mask = (aa >= 128).astype(np.uint8)  # what counts as inside for clipping
         self.soft = aa.astype(np.float32) / 255.0  # anti-aliased fan edge for display
         ys, xs = np.nonzero(aa)  # every visible fan pixel, anti-aliased edge included
@@ -63,16 +63,16 @@ class _Sector:
 
 
 @functools.lru_cache(maxsize=4)
-def _sector(size: tuple[int, int]) -> _Sector:
-    return _Sector(size)
+def sector_for(size: tuple[int, int]) -> Sector:
+    return Sector(size)
 
 
-def _fix(pts: np.ndarray) -> np.ndarray:
+def to_fixed_point(pts: np.ndarray) -> np.ndarray:
     """Float points to OpenCV's fixed-point (shift=4) int32 polygon: sub-pixel accurate fills."""
     return np.round(np.asarray(pts, np.float64) * 16.0).astype(np.int32)
 
 
-def _ellipse(cu: float, cv: float, a: float, b: float, n: int = 48, rot: float = 0.0) -> np.ndarray:
+def ellipse(cu: float, cv: float, a: float, b: float, n: int = 48, rot: float = 0.0) -> np.ndarray:
     t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
     u, v = a * np.cos(t), b * np.sin(t)
     c, s = math.cos(rot), math.sin(rot)
@@ -86,7 +86,7 @@ def _half_ellipse(cu: float, base: float, a: float, height: float, n: int = 40) 
 
 
 def _atrium(cu: float, cv: float, a: float, b: float, top: float) -> np.ndarray:
-    pts = _ellipse(cu, cv, a, b, 48)
+    pts = ellipse(cu, cv, a, b, 48)
     pts[:, 1] = np.minimum(pts[:, 1], top)  # flattened where it meets the valve plane
     return pts
 
@@ -122,7 +122,7 @@ def _bump(x: float, start: float, end: float) -> float:
     return math.sin(math.pi * (x - start) / (end - start)) ** 2
 
 
-class _Heart:
+class Heart:
     """Geometry of one heart (plus its thorax, descending aorta and spine) in local units.
 
     Local frame: u to the heart's right on screen (RV/RA side negative), v toward the cardiac
@@ -178,27 +178,27 @@ class _Heart:
         pv_leaf = _leaflets((pv_c[0], pv_c[1] - pv_r), (pv_c[0], pv_c[1] + pv_r), sl_open, -1, thick * 0.9)
         ao_r = self.ao["r"] * (1.0 + 0.05 * systole)
         ao_c = (self.ao["cu"], self.ao["cv"])
-        spine = _ellipse(self.spine["cu"], self.spine["cv"], self.spine["a"], self.spine["b"], 40)
-        outline = _ellipse(0.0, 0.16, 1.0, 1.22, 64)
+        spine = ellipse(self.spine["cu"], self.spine["cv"], self.spine["a"], self.spine["b"], 40)
+        outline = ellipse(0.0, 0.16, 1.0, 1.22, 64)
         layers = [
-            (_ellipse(0.0, 0.16, 1.07, 1.29, 64), _PERI),
-            (outline, _MYO),
-            (rv, _BLOOD), (lv, _BLOOD), (ra, _BLOOD), (la, _BLOOD),
-            (tv_orifice, _BLOOD), (mv_orifice, _BLOOD),
-            *[(q, _VALVE) for q in tv_leaf + mv_leaf],
-            (_ellipse(*av_c, av_r + wall, av_r + wall, 32), _VESSEL_WALL),
-            (_ellipse(*av_c, av_r, av_r, 32), _BLOOD),
-            (_ellipse(*pv_c, pv_r + wall, pv_r + wall, 32), _VESSEL_WALL),
-            (_ellipse(*pv_c, pv_r, pv_r, 32), _BLOOD),
-            *[(q, _VALVE) for q in av_leaf + pv_leaf],
-            (_ellipse(*ao_c, ao_r, ao_r, 40), _VESSEL_WALL),
-            (_ellipse(*ao_c, ao_r - 0.045, ao_r - 0.045, 40), _BLOOD),
-            (spine, _BONE),
+            (ellipse(0.0, 0.16, 1.07, 1.29, 64), PERI),
+            (outline, MYO),
+            (rv, BLOOD), (lv, BLOOD), (ra, BLOOD), (la, BLOOD),
+            (tv_orifice, BLOOD), (mv_orifice, BLOOD),
+            *[(q, VALVE) for q in tv_leaf + mv_leaf],
+            (ellipse(*av_c, av_r + wall, av_r + wall, 32), VESSEL_WALL),
+            (ellipse(*av_c, av_r, av_r, 32), BLOOD),
+            (ellipse(*pv_c, pv_r + wall, pv_r + wall, 32), VESSEL_WALL),
+            (ellipse(*pv_c, pv_r, pv_r, 32), BLOOD),
+            *[(q, VALVE) for q in av_leaf + pv_leaf],
+            (ellipse(*ao_c, ao_r, ao_r, 40), VESSEL_WALL),
+            (ellipse(*ao_c, ao_r - 0.045, ao_r - 0.045, 40), BLOOD),
+            (spine, BONE),
         ]
         structures = {
             "LA": [la], "RA": [ra], "LV": [lv], "RV": [rv],
             "TV": tv_leaf, "PV": pv_leaf, "MV": mv_leaf, "AV": av_leaf,
-            "Ao": [_ellipse(*ao_c, ao_r, ao_r, 40)], "Spine": [spine],
+            "Ao": [ellipse(*ao_c, ao_r, ao_r, 40)], "Spine": [spine],
         }  # fmt: skip
         carve = [("RV", "TV"), ("RA", "TV"), ("LV", "MV"), ("LA", "MV")]
         return layers, structures, carve
@@ -207,13 +207,13 @@ class _Heart:
     def thorax() -> list[tuple[np.ndarray, float]]:
         """Amniotic fluid around the fetus, skin/ribs, lungs: drawn before any heart."""
         return [
-            (_ellipse(0.0, -0.25, 2.2, 2.05, 64), _FLUID),
-            (_ellipse(0.0, -0.25, 1.8, 1.8, 64), _SKIN),
-            (_ellipse(0.0, -0.25, 1.72, 1.72, 64), _LUNG),
+            (ellipse(0.0, -0.25, 2.2, 2.05, 64), FLUID),
+            (ellipse(0.0, -0.25, 1.8, 1.8, 64), SKIN),
+            (ellipse(0.0, -0.25, 1.72, 1.72, 64), LUNG),
         ]
 
 
-class _Pose:
+class Pose:
     """Where a heart sits on screen at time t: slow probe drift and rotation around a base pose."""
 
     def __init__(self, rng: np.random.Generator, angle: float, depth: float, scale: float, tilt_range: float):
@@ -222,7 +222,7 @@ class _Pose:
         self.freq = 0.06 + 0.14 * rng.random(4)  # Hz: slow drift
         self.phase = 2.0 * math.pi * rng.random(4)
 
-    def at(self, t: float, sector: _Sector) -> tuple[float, float, float, float]:
+    def at(self, t: float, sector: Sector) -> tuple[float, float, float, float]:
         w = [math.sin(2.0 * math.pi * f * t + ph) for f, ph in zip(self.freq, self.phase, strict=True)]
         angle = self.angle + math.radians(3.0) * w[0]
         depth = self.depth + 0.025 * w[1]
@@ -232,7 +232,7 @@ class _Pose:
         return cx, cy, theta, unit
 
 
-def _to_image(pts: np.ndarray, pose: tuple[float, float, float, float]) -> np.ndarray:
+def to_image(pts: np.ndarray, pose: tuple[float, float, float, float]) -> np.ndarray:
     cx, cy, theta, unit = pose
     c, s = math.cos(theta), math.sin(theta)
     u, v = pts[:, 0], pts[:, 1]

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from fetalheart.classes import CLASS_NAMES
-from fetalheart.phantom.anatomy import _fix, _Sector
+from fetalheart.phantom.anatomy import Sector, to_fixed_point
 
 import cv2
 import numpy as np
@@ -82,7 +82,7 @@ def _mask_polygons(mask: np.ndarray, offset: tuple[int, int], min_area: float) -
 
 
 def _structure_masks(
-    structures: dict[str, list[np.ndarray]], carve: list[tuple[str, str]], sector: _Sector, size: tuple[int, int]
+    structures: dict[str, list[np.ndarray]], carve: list[tuple[str, str]], sector: Sector, size: tuple[int, int]
 ) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     """Rasterise each structure in its bounding box, clipped to the sector (and to the image)."""
     w, h = size
@@ -99,7 +99,7 @@ def _structure_masks(
             masks[name] = (np.zeros((1, 1), np.uint8), (0, 0))
             continue
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(m, [_fix(p - (x0, y0)) for p in polys], 1, cv2.LINE_8, shift=4)
+        cv2.fillPoly(m, [to_fixed_point(p - (x0, y0)) for p in polys], 1, cv2.LINE_8, shift=4)
         m &= sector.mask[y0:y1, x0:x1]
         masks[name] = (m, (x0, y0))
     for target, tool in carve:
@@ -112,7 +112,7 @@ def _structure_masks(
     return masks
 
 
-def _labelme_shapes(structures, carve, sector, size, group_id: int | None) -> list[dict]:
+def labelme_shapes(structures, carve, sector, size, group_id: int | None) -> list[dict]:
     masks = _structure_masks(structures, carve, sector, size)
     shapes = []
     for name in CLASS_NAMES:

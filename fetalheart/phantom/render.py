@@ -7,21 +7,21 @@ import math
 from collections.abc import Mapping, Sequence
 
 from fetalheart.phantom.anatomy import (
-    _BLOOD,
-    _BONE,
-    _FLUID,
-    _SKIN,
-    _TISSUE,
-    _ellipse,
-    _fix,
-    _Heart,
-    _Pose,
-    _Sector,
-    _sector,
-    _to_image,
+    BLOOD,
+    BONE,
+    FLUID,
+    SKIN,
+    TISSUE,
+    Heart,
+    Pose,
+    Sector,
+    ellipse,
+    sector_for,
+    to_fixed_point,
+    to_image,
 )
-from fetalheart.phantom.groundtruth import _labelme_shapes
-from fetalheart.phantom.schedule import CATEGORIES, _normalise_proportions, _schedule
+from fetalheart.phantom.groundtruth import labelme_shapes
+from fetalheart.phantom.schedule import CATEGORIES, normalise_proportions, schedule_runs
 from fetalheart.utils.errors import FetalHeartError
 
 import cv2
@@ -92,7 +92,7 @@ def _texture(seed: int, size: tuple[int, int]) -> np.ndarray:
     return small / (3.0 * float(small.std()))
 
 
-def _shadow(sector: _Sector, center: tuple[float, float], half_width: float, strength: float) -> np.ndarray:
+def _shadow(sector: Sector, center: tuple[float, float], half_width: float, strength: float) -> np.ndarray:
     """Acoustic shadow behind a strong reflector, along the beam (low resolution multiplier)."""
     cx, cy = center
     ang = math.atan2(cx - sector.apex[0], cy - sector.apex[1])
@@ -104,13 +104,13 @@ def _shadow(sector: _Sector, center: tuple[float, float], half_width: float, str
 
 
 @functools.lru_cache(maxsize=8)
-def _text_layout(seed: int, fps: float, size: tuple[int, int]) -> tuple[dict, list[list[int]]] | None:
+def text_layout(seed: int, fps: float, size: tuple[int, int]) -> tuple[dict, list[list[int]]] | None:
     """The margin overlays (what the study cropped away) and their boxes [x, y, w, h].
 
     Boxes are measured on the drawn pixels (with the widest clock digits), so they are exact.
     """
     w, h = size
-    sector = _sector(size)
+    sector = sector_for(size)
     x_left_end, x_right_start = sector.bbox[0], sector.bbox[0] + sector.bbox[2]
     margin = min(x_left_end, w - x_right_start)
     if margin < 24:
@@ -168,36 +168,36 @@ def _draw_text(img: np.ndarray, layout: dict, t: float, parts=("text", "calipers
 
 
 def _fill(canvas: np.ndarray, pts: np.ndarray, value: float) -> None:
-    cv2.fillPoly(canvas, [_fix(pts)], float(value), cv2.LINE_8, shift=4)
+    cv2.fillPoly(canvas, [to_fixed_point(pts)], float(value), cv2.LINE_8, shift=4)
 
 
-def _no_heart_scene(canvas, rng, sector: _Sector, t: float, shadows: list) -> None:
+def _no_heart_scene(canvas, rng, sector: Sector, t: float, shadows: list) -> None:
     """Other anatomy: a fetal abdomen (stomach, umbilical vein, ribs) or limbs beside the placenta."""
     drift = 0.03 * math.sin(2.0 * math.pi * 0.15 * t + rng.random() * 6.0)
     if rng.random() < 0.5:
         cx, cy = sector.point(0.52 + drift, math.radians(rng.uniform(-8, 8)))
         r = sector.radius * rng.uniform(0.24, 0.30)
-        _fill(canvas, _ellipse(cx, cy, r * 1.3, r * 1.25), _FLUID)
-        _fill(canvas, _ellipse(cx, cy, r, r * 0.95), _SKIN)
-        _fill(canvas, _ellipse(cx, cy, r * 0.95, r * 0.9), 0.5)  # liver
-        _fill(canvas, _ellipse(cx + 0.35 * r, cy - 0.1 * r, 0.28 * r, 0.18 * r, rot=0.4), _BLOOD)  # stomach
+        _fill(canvas, ellipse(cx, cy, r * 1.3, r * 1.25), FLUID)
+        _fill(canvas, ellipse(cx, cy, r, r * 0.95), SKIN)
+        _fill(canvas, ellipse(cx, cy, r * 0.95, r * 0.9), 0.5)  # liver
+        _fill(canvas, ellipse(cx + 0.35 * r, cy - 0.1 * r, 0.28 * r, 0.18 * r, rot=0.4), BLOOD)  # stomach
         vein = np.array([[cx - 0.5 * r, cy + 0.2 * r], [cx - 0.1 * r, cy - 0.05 * r], [cx + 0.1 * r, cy + 0.1 * r]])
-        cv2.polylines(canvas, [_fix(vein)], False, _BLOOD, max(2, int(0.07 * r)), cv2.LINE_8, shift=4)
+        cv2.polylines(canvas, [to_fixed_point(vein)], False, BLOOD, max(2, int(0.07 * r)), cv2.LINE_8, shift=4)
         for k in range(3):  # rib echoes with their shadows
             a = math.radians(200 + 40 * k + rng.uniform(-8, 8))
             rib = (cx + 0.93 * r * math.cos(a), cy - 0.93 * r * math.sin(a))
-            _fill(canvas, _ellipse(*rib, 0.07 * r, 0.035 * r, rot=a), _BONE)
+            _fill(canvas, ellipse(*rib, 0.07 * r, 0.035 * r, rot=a), BONE)
             shadows.append((rib, 0.06 * r, 0.6))
     else:
         top = sector.radius * rng.uniform(0.15, 0.25)
         band = np.array([[-1e4, top], [1e4, top - 0.1 * top], [1e4, top + 0.25 * sector.radius], [-1e4, top + 0.2 * sector.radius]])
         _fill(canvas, band + (0, sector.apex[1]), 0.55)  # placenta
         cx, cy = sector.point(0.62 + drift, math.radians(rng.uniform(-10, 10)))
-        _fill(canvas, _ellipse(cx, cy, sector.radius * 0.35, sector.radius * 0.16), _FLUID)
+        _fill(canvas, ellipse(cx, cy, sector.radius * 0.35, sector.radius * 0.16), FLUID)
         for k in range(2):  # long bones of a limb, bright with shadows
             ang = rng.uniform(-0.5, 0.5)
             c = (cx + (k - 0.5) * 0.2 * sector.radius, cy + rng.uniform(-0.05, 0.05) * sector.radius)
-            _fill(canvas, _ellipse(*c, 0.13 * sector.radius, 0.018 * sector.radius, rot=ang), _BONE)
+            _fill(canvas, ellipse(*c, 0.13 * sector.radius, 0.018 * sector.radius, rot=ang), BONE)
             shadows.append((c, 0.1 * sector.radius, 0.9))
 
 
@@ -230,14 +230,14 @@ def render_frame(
         else:
             if not 0 <= index < n_frames:
                 raise FetalHeartError(f"frame index {index} outside 0..{n_frames - 1}")
-            cats, runs = _schedule(int(n_frames), int(seed), _normalise_proportions(proportions), float(fps))
+            cats, runs = schedule_runs(int(n_frames), int(seed), normalise_proportions(proportions), float(fps))
             category, run_id = CATEGORIES[cats[index]], runs[index]
     elif category not in CATEGORIES:
         raise FetalHeartError(f"unknown frame category {category!r}; expected one of {', '.join(CATEGORIES)}")
-    sector = _sector(size)
+    sector = sector_for(size)
     t = index / float(fps)
 
-    canvas = np.full((h, w), _TISSUE, np.float32)
+    canvas = np.full((h, w), TISSUE, np.float32)
     shadows: list[tuple[tuple[float, float], float, float]] = []
     shapes: list[dict] = []
     if category == "no_heart":
@@ -250,22 +250,22 @@ def render_frame(
             specs = [(math.radians(2.0), 0.47, 0.19, 20.0)]
         hearts = []
         for k, (angle, depth, scale, tilt) in enumerate(specs):
-            heart = _Heart(np.random.default_rng([seed, k, 3]))
+            heart = Heart(np.random.default_rng([seed, k, 3]))
             base = np.random.default_rng([seed, k, 5])
-            pose = _Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
+            pose = Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
             hearts.append((heart, pose))
         for _, pose in hearts:
-            for pts, value in _Heart.thorax():
-                _fill(canvas, _to_image(pts, pose), value)
+            for pts, value in Heart.thorax():
+                _fill(canvas, to_image(pts, pose), value)
         for k, (heart, pose) in enumerate(hearts):
             layers, structures, carve = heart.shapes(t + 0.21 * k)
             for pts, value in layers:
-                _fill(canvas, _to_image(pts, pose), value)
-            img_structs = {n: [_to_image(p, pose) for p in ps] for n, ps in structures.items()}
+                _fill(canvas, to_image(pts, pose), value)
+            img_structs = {n: [to_image(p, pose) for p in ps] for n, ps in structures.items()}
             gid = k  # 0 for a single heart: its multi-part structures (open valves) stay one instance
-            shapes.extend(_labelme_shapes(img_structs, carve, sector, size, gid))
+            shapes.extend(labelme_shapes(img_structs, carve, sector, size, gid))
             sp = heart.spine
-            centre = _to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
+            centre = to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
             shadows.append(((float(centre[0]), float(centre[1])), sp["a"] * pose[3], 0.8))
 
     # Smooth multipliers (tissue texture drifting with the probe, depth gain, shadows) are
@@ -297,7 +297,7 @@ def render_frame(
     cv2.log(img, dst=img)
     cv2.multiply(img, sector.display, dst=img)
     grey = cv2.convertScaleAbs(img)  # saturating cast to uint8
-    text = _text_layout(seed, float(fps), size)
+    text = text_layout(seed, float(fps), size)
     if text is not None:
         _draw_text(grey, text[0], t)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), shapes, category

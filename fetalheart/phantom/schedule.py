@@ -18,7 +18,7 @@ DEFAULT_PROPORTIONS: Mapping[str, int] = MappingProxyType(
     {"heart": 114, "multiple_hearts": 50, "out_of_focus": 105, "no_heart": 88}
 )
 
-def _normalise_proportions(proportions: Mapping[str, float] | Sequence[float] | None) -> tuple[float, ...]:
+def normalise_proportions(proportions: Mapping[str, float] | Sequence[float] | None) -> tuple[float, ...]:
     """Weights in CATEGORIES order, validated; None means the study's Table 2."""
     if proportions is None:
         proportions = DEFAULT_PROPORTIONS
@@ -61,7 +61,7 @@ def _apportion(n: int, weights: Sequence[float]) -> list[int]:
 
 
 @functools.lru_cache(maxsize=32)
-def _schedule(n_frames: int, seed: int, weights: tuple[float, ...], fps: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def schedule_runs(n_frames: int, seed: int, weights: tuple[float, ...], fps: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Category index and run id of each frame: contiguous runs, shuffled from the seed."""
     rng = np.random.default_rng([seed, n_frames, 7])
     counts = _apportion(n_frames, weights)
@@ -95,5 +95,5 @@ def category_schedule(
     """The category of each frame of an ``n_frames`` video, in contiguous runs, from the seed."""
     if n_frames < 1:
         raise FetalHeartError("a phantom needs at least one frame")
-    cats, _ = _schedule(int(n_frames), int(seed), _normalise_proportions(proportions), float(fps))
+    cats, _ = schedule_runs(int(n_frames), int(seed), normalise_proportions(proportions), float(fps))
     return [CATEGORIES[c] for c in cats]

@@ -19,7 +19,6 @@ import binascii
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,9 +47,8 @@ LABELME_SHAPE_KEYS = frozenset(
     {"label", "points", "group_id", "shape_type", "flags", "description", "mask", "line_color", "fill_color"}
 )
 
-#: A frame index is the digits at the end of the name after a separator (``_``, ``-`` or ``.``):
-#: ``phantom_s3_000045`` -> 45, but ``case001`` has none (its digits are part of an id, not a frame number).
-_FRAME_RE = re.compile(r"^(?P<stem>.*?)[_\-.](?P<index>\d+)$")
+#: The LabelMe format version fetalheart writes (a 5.x-style string: labelme 5 and 6 both read it).
+LABELME_VERSION = "5.5.0"
 
 
 class LabelmeError(ValueError):
@@ -82,6 +80,12 @@ class LabelmeFile:
     ignored_shapes: dict[str, int] = field(default_factory=dict)  # shape_type -> count
     unknown_keys: dict[str, int] = field(default_factory=dict)  # "text" / "shapes[].score" -> count
     four_point_rectangles: int = 0  # X-AnyLabeling rectangles (4 corners), read as polygons
+
+
+def labelme_document(shapes: list[dict], image_path: str, height: int, width: int) -> dict:
+    """A LabelMe JSON document (what fetalheart writes: phantom ground truth, predicted polygons)."""
+    return {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None,
+            "imageHeight": int(height), "imageWidth": int(width)}
 
 
 def load_json(path: Path) -> Any:
@@ -273,15 +277,6 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".
 def has_image_suffix(name: str) -> bool:
     """Whether ``name`` ends in a known image suffix (case-insensitive)."""
     return PurePosixPath(name.replace("\\", "/")).suffix.lower() in IMAGE_SUFFIXES
-
-
-def frame_stem_and_index(name: str) -> tuple[str, int | None]:
-    """``phantom_s3_000045.png`` -> (``phantom_s3``, 45); no index after a ``_``/``-``/``.`` -> (stem, None)."""
-    stem = PurePosixPath(name).with_suffix("").as_posix()
-    m = _FRAME_RE.match(stem)
-    if not m or not m.group("stem"):
-        return stem, None
-    return m.group("stem"), int(m.group("index"))
 
 
 # ------------------------------------------------------------------------------------------- geometry

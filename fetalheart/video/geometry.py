@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.video.sector import Box
 
 import cv2
 import numpy as np
-
-Box = tuple[int, int, int, int]  # x, y, w, h
 
 
 @dataclass(frozen=True)
@@ -161,69 +160,3 @@ def make_geometry(
     inner = (min(tw, max(1, round(w * s))), min(th, max(1, round(h * s))))
     pad = ((tw - inner[0]) // 2, (th - inner[1]) // 2)
     return FrameGeometry((sw, sh), crop, (inner[0] / w, inner[1] / h), pad, (tw, th))
-
-
-def detect_sector(frames: Sequence[np.ndarray], margin: int = 2) -> Box:
-    """Bounding box of the ultrasound sector (the fan), leaving out text and caliper margins."""
-    return find_sector(frames, margin)[0]
-
-
-def find_sector(frames: Sequence[np.ndarray], margin: int = 2) -> tuple[Box, np.ndarray]:
-    """Bounding box of the ultrasound sector, and an interior mask to measure sharpness on.
-
-    The mask (uint8, full frame) is the convex hull of the fan, eroded so that the fan's own
-    edge against the black background and any text next to it (always sharp) are left out:
-    on the phantom this takes out-of-focus frames from 0.34-0.51 of the in-focus reference
-    sharpness down to 0.01.
-
-    Approach, on a few frames spread over the video: per-pixel maximum of the grey level (so
-    the whole fan shows, whatever moves inside it); threshold between background and tissue
-    (Otsu, floored so dark speckle still counts); drop pixels that never change across frames
-    when most of the bright area does change (burned-in text, logos, calipers are static,
-    echo speckle is not); a morphological opening removes thin strokes (text, dotted lines);
-    the largest connected blob is the fan, plus other blobs whose centre lies inside its
-    convex hull (the fan split by dark chambers). Raises if nothing sector-like is found.
-    """
-    if not frames:
-        raise FetalHeartError("auto-crop: no frame could be decoded to find the sector")
-    grays = np.stack([f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
-    h, w = grays.shape[1:]
-    stack = np.stack([cv2.GaussianBlur(g, (5, 5), 0) for g in grays])
-    peak = stack.max(axis=0)
-    otsu, _ = cv2.threshold(peak, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    level = max(8.0, 0.5 * float(otsu))
-    mask = peak > level
-    if len(frames) >= 3:
-        static = (stack.max(axis=0).astype(np.int16) - stack.min(axis=0)) <= 2
-        if mask.any() and (static & mask).sum() < 0.5 * mask.sum():
-            mask &= ~static
-    k = max(3, (min(h, w) // 100) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    mask8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel)
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask8, connectivity=8)
-    if n <= 1:
-        raise FetalHeartError("auto-crop: no ultrasound sector found (frames are blank?); use --crop x,y,w,h")
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    main = 1 + int(np.argmax(areas))
-    if areas.max() < 0.01 * h * w:
-        raise FetalHeartError("auto-crop: the largest bright region is under 1% of the frame; use --crop x,y,w,h")
-    ys, xs = np.nonzero(labels == main)
-    hull = cv2.convexHull(np.column_stack([xs, ys]).astype(np.int32))
-    keep = [main]
-    for i in range(1, n):
-        if i != main and cv2.pointPolygonTest(hull, tuple(map(float, centroids[i])), False) >= 0:
-            keep.append(i)
-    x0 = min(stats[i, cv2.CC_STAT_LEFT] for i in keep)
-    y0 = min(stats[i, cv2.CC_STAT_TOP] for i in keep)
-    x1 = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in keep)
-    y1 = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep)
-    # The opening erodes the fan's outline by about k/2: give it back, plus a small margin.
-    grow = k // 2 + margin
-    x0, y0 = max(0, x0 - grow), max(0, y0 - grow)
-    x1, y1 = min(w, x1 + grow), min(h, y1 + grow)
-    interior = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(interior, [hull.reshape(-1, 2)], 1)
-    shrunk = cv2.erode(interior, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * k + 1, 4 * k + 1)))
-    if shrunk.sum() >= 0.25 * interior.sum():
-        interior = shrunk
-    return (int(x0), int(y0), int(x1 - x0), int(y1 - y0)), interior

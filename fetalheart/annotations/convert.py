@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import fetalheart
-from fetalheart.classes import CLASS_NAMES, STRUCTURES, coco_categories, normalize_label
-from fetalheart.coco import coco_document, segmentation_from_parts, write_coco
-from fetalheart.conversion_report import report_markdown
-from fetalheart.labelme import (
+from fetalheart.annotations.coco import coco_document, segmentation_from_parts, write_coco
+from fetalheart.annotations.labelme import (
     LabelmeError,
     LabelmeFile,
     clip_polygon,
@@ -39,7 +37,8 @@ from fetalheart.labelme import (
     safe_image_name,
     shape_polygon,
 )
-from fetalheart.split import (
+from fetalheart.annotations.report import report_markdown
+from fetalheart.annotations.split import (
     DEFAULT_GUARD_GAP,
     EXCLUDED,
     TRAIN,
@@ -51,6 +50,7 @@ from fetalheart.split import (
     make_folds,
     make_split,
 )
+from fetalheart.classes import CLASS_NAMES, STRUCTURES, coco_categories, normalize_label
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import (
     atomic_path,
@@ -385,7 +385,7 @@ def convert(
     Raises FetalHeartError (nothing written) when the input has problems and not ``skip_invalid``,
     or when ``out_dir`` already holds a dataset and not ``overwrite``.
     """
-    from fetalheart.labelme import MAX_IMAGE_PIXELS
+    from fetalheart.annotations.labelme import MAX_IMAGE_PIXELS
 
     out_dir = Path(out_dir)
     guard_gap = _check_options(unknown, guard_gap, guard_seconds, folds, val_list)

@@ -1,4 +1,5 @@
-"""Open a video with OpenCV's FFmpeg backend and walk its frames with true timestamps.
+"""Video in and out: the one reader (OpenCV's FFmpeg backend, true timestamps, a clear reason when a
+file cannot be opened) and the one writer (H.264 through imageio-ffmpeg's ``write_frames``).
 
 Why OpenCV and not the ffmpeg binary: ``VideoCapture.grab()`` decodes a frame without the
 colour conversion and copy that ``retrieve()`` does, so frames we skip cost less, and
@@ -17,10 +18,13 @@ import os
 import re
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.utils.io import atomic_path
 
 # Must be set before OpenCV initialises its FFmpeg backend (first VideoCapture in the process).
 # AV_LOG_QUIET = -8. setdefault: a user who exports OPENCV_FFMPEG_LOGLEVEL keeps control.
@@ -32,6 +36,11 @@ try:  # OpenCV's own "[ WARN ] ... can't be used to capture by name" lines.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 except AttributeError:  # pragma: no cover - very old OpenCV builds
     pass
+
+import numpy as np  # noqa: E402
+
+#: File suffixes taken for videos when a folder is read (``run_study`` videos:, ``predict`` inputs).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg")
 
 
 @dataclass(frozen=True)
@@ -178,3 +187,79 @@ def sample_frames(path: str | os.PathLike, times: list[float]) -> list:
     finally:
         cap.release()
     return frames
+
+
+def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(frame_index, timestamp_seconds, BGR frame)`` for every ``every``-th decoded frame.
+
+    Frames in between are grabbed but not converted (cheap); the file is opened by ``open_video``,
+    so an unreadable video fails with its reason.
+    """
+    cap, _ = open_video(path)
+    try:
+        for index, timestamp in iter_grabbed(cap):
+            if index % every:
+                continue
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                break
+            yield index, timestamp, frame
+    finally:
+        cap.release()
+
+
+def video_info(path: str | os.PathLike) -> VideoInfo:
+    """What the container says (size, frame count, nominal fps), without decoding a frame."""
+    cap, info = open_video(path)
+    cap.release()
+    return info
+
+
+#: libx264 with one thread (reproducible streams, and the other cores keep working), bit-exact
+#: containers without metadata, the index at the front (``faststart``) so a player starts at once.
+H264_PARAMS = ["-preset", "veryfast", "-crf", "20", "-threads", "1", "-fflags", "+bitexact",
+               "-flags:v", "+bitexact", "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4"]
+
+
+class VideoStream:
+    """Frames going to one ffmpeg process (see ``write_video``)."""
+
+    def __init__(self, path: Path, frames):
+        self.path, self._frames = path, frames
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame: grey (H, W), or BGR (H, W, 3) when the video was opened with ``color=True``."""
+        try:
+            self._frames.send(np.ascontiguousarray(frame))
+        except OSError as exc:
+            raise FetalHeartError(f"ffmpeg stopped while encoding {self.path}: {str(exc).splitlines()[0]}") from None
+
+
+@contextmanager
+def write_video(path: str | os.PathLike, size: tuple[int, int], fps: float, *, color: bool = False
+                ) -> Iterator[VideoStream]:
+    """The one video encoder: H.264 MP4 (yuv420p) through imageio-ffmpeg's ``write_frames``, written atomically.
+
+    ``with write_video(path, (w, h), fps) as video: video.write(frame)``. Odd sizes are padded by one
+    black row/column (yuv420p needs even sizes). A failed or interrupted encoding leaves no file.
+    """
+    import imageio_ffmpeg
+
+    try:
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise FetalHeartError(f"cannot write {path}: no ffmpeg binary ({exc}); reinstall imageio-ffmpeg") from None
+    w, h = int(size[0]), int(size[1])
+    pad = [] if (w % 2 == 0 and h % 2 == 0) else ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+    with atomic_path(path, overwrite=True) as tmp:
+        frames = imageio_ffmpeg.write_frames(
+            str(tmp), (w, h), pix_fmt_in="bgr24" if color else "gray", pix_fmt_out="yuv420p",
+            fps=Fraction(float(fps)).limit_denominator(), quality=None, codec="libx264", macro_block_size=1,
+            ffmpeg_log_level="error", output_params=[*pad, *H264_PARAMS])
+        frames.send(None)  # starts ffmpeg
+        try:
+            yield VideoStream(Path(path), frames)
+        finally:
+            frames.close()  # ffmpeg finishes the file; its own errors, if any, went to stderr
+        if tmp.stat().st_size == 0:
+            raise FetalHeartError(f"ffmpeg wrote nothing to {path} (see its message above)")

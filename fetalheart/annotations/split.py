@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from fetalheart.labelme import frame_stem_and_index
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.video.naming import frame_stem_and_index
 
 import numpy as np
 
