@@ -48,7 +48,7 @@ def synthetic_dataset(n: int, size: int, rng) -> tuple[str, list[dict]]:
 
 
 def noisy_outputs(dicts, rng):
-    from fetalheart.evaluation.evaluator import annotation_masks
+    from fetalheart.evaluation.per_image import annotation_masks
 
     import torch
     from detectron2.structures import Boxes, Instances
@@ -120,7 +120,7 @@ def bench_evaluator(n: int, size: int, repeats: int) -> None:
 def bench_predict(frames: int, size: int) -> None:
     from fetalheart.config import load_cfg
     from fetalheart.engine.trainer import Trainer
-    from fetalheart.predict import run_prediction
+    from fetalheart.inference.predict import run_prediction
 
     import cv2
 
@@ -133,7 +133,7 @@ def bench_predict(frames: int, size: int) -> None:
         cfg = load_cfg("configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml",
                        ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size),
                         "MODEL.WEIGHTS", f"{tmp}/w.pth"])
-        from fetalheart.predict import Predictor
+        from fetalheart.inference.predictor import Predictor
 
         pred = Predictor(cfg, score_thresh=0.0)
         rng = np.random.default_rng(0)

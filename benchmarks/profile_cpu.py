@@ -109,7 +109,7 @@ def _train_loop(model, optimizer, batches, timer) -> float:
 
 
 def profile_inference(cfg, images: int) -> str:
-    from fetalheart.engine import Trainer, load_model_for_inference
+    from fetalheart.engine import Trainer
     from fetalheart.engine.trainer import Trainer as T
 
     cfg = cfg.clone()
@@ -117,7 +117,6 @@ def profile_inference(cfg, images: int) -> str:
     cfg.MODEL.WEIGHTS = ""
     cfg.freeze()
     model = Trainer.build_model(cfg).eval()
-    del load_model_for_inference
     loader = iter(T.build_test_loader(cfg, cfg.DATASETS.TEST[0]))
     inputs = [next(loader) for _ in range(images + 1)]
     timer = Timer(model)

@@ -145,7 +145,7 @@ def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -
     """
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
-    from fetalheart.evaluation.pipeline import default_output_dir, evaluate_model
+    from fetalheart.evaluation.evaluate import default_output_dir, evaluate_model
     from fetalheart.grid import RUN_KEY_FILE
 
     cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / "model_final.pth"),

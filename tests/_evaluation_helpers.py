@@ -6,9 +6,12 @@ import json
 import uuid
 from pathlib import Path
 
+from fetalheart.annotations.rle import encode_masks
 from fetalheart.classes import CLASS_NAMES
-from fetalheart.evaluation.evaluator import annotation_masks, encode_masks
-from fetalheart.evaluation.report import EvalSettings, json_ready, summarize_records
+from fetalheart.evaluation.aggregate import summarize_records
+from fetalheart.evaluation.per_image import annotation_masks
+from fetalheart.evaluation.settings import EvalSettings
+from fetalheart.utils.io import json_ready
 
 import cv2
 import numpy as np

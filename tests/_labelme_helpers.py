@@ -95,7 +95,7 @@ def outline_band(shape_type: str, points, h: int, w: int, width: float = 1.5) ->
 
 def coco_masks(out: Path, split: str = "train") -> list[tuple[dict, np.ndarray]]:
     """(annotation, decoded mask) for every annotation of a written COCO file, as the evaluator decodes them."""
-    from fetalheart.annotations.coco import segmentation_to_mask
+    from fetalheart.annotations.rle import segmentation_to_mask
 
     doc = load(out / "annotations" / f"{split}.json")
     img = {i["id"]: i for i in doc["images"]}

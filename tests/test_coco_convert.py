@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fetalheart.annotations.coco import segmentation_to_mask
 from fetalheart.annotations.convert import convert
+from fetalheart.annotations.rle import segmentation_to_mask
 from fetalheart.classes import CLASS_NAMES
 
 import numpy as np

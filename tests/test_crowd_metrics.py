@@ -4,11 +4,12 @@ The datasets are COCO files as labelme2coco writes them (one ``iscrowd: 1`` RLE 
 ``__ignore__`` shape, a ``group`` key per image), read by detectron2's own ``load_coco_json``.
 """
 
+from fetalheart.annotations.rle import encode_masks
 from fetalheart.config import get_cfg
 from fetalheart.evaluation import build_evaluators
 from fetalheart.evaluation import metrics as M
-from fetalheart.evaluation.evaluator import ImageData, encode_masks, image_record
-from fetalheart.evaluation.report import EvalSettings
+from fetalheart.evaluation.per_image import ImageData, image_record
+from fetalheart.evaluation.settings import EvalSettings
 from fetalheart.evaluation.study_map import IOU_THRESHOLDS, corrected_detections, matterport_ap_range
 
 import numpy as np

@@ -5,9 +5,12 @@ import json
 
 from fetalheart.config import get_cfg
 from fetalheart.evaluation import build_evaluators
+from fetalheart.evaluation.aggregate import summarize_records
+from fetalheart.evaluation.evaluate import write_plots
 from fetalheart.evaluation.evaluator import SegmentationMetricsEvaluator
-from fetalheart.evaluation.pipeline import write_plots
-from fetalheart.evaluation.report import EvalSettings, records_from_report, summarize_records, write_report
+from fetalheart.evaluation.per_image import records_from_report
+from fetalheart.evaluation.report import write_report
+from fetalheart.evaluation.settings import EvalSettings
 from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np

@@ -172,7 +172,7 @@ def test_cluster_ratio_ci_equals_scipy_on_group_means_when_groups_are_equal():
     gidx = np.repeat(np.arange(7), 4)
     s = M.summarize_grouped(values.ravel(), gidx, n_boot=500, seed=11)
     ref = stats.bootstrap((values.mean(1),), np.mean, n_resamples=500, method="percentile",
-                          **M._rng_kwargs(11)).confidence_interval
+                          **M.bootstrap_rng(11)).confidence_interval
     assert s["ci_low"] == pytest.approx(ref.low, abs=1e-12) and s["ci_high"] == pytest.approx(ref.high, abs=1e-12)
     assert s["n"] == 28 and s["n_groups"] == 7 and s["mean"] == pytest.approx(values.mean())
     assert s["std"] == pytest.approx(values.ravel().std(ddof=1))

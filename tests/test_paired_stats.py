@@ -14,7 +14,7 @@ from fetalheart.evaluation.compare import (
     paired_group_test,
     rank_biserial,
 )
-from fetalheart.evaluation.metrics import _rng_kwargs
+from fetalheart.evaluation.metrics import bootstrap_rng
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ def test_wilcoxon_and_ci_equal_scipy_on_group_means():
     ref = stats.wilcoxon(ma, mb, alternative="two-sided")
     assert t["p"] == pytest.approx(ref.pvalue, rel=1e-12) and t["statistic"] == ref.statistic
     ci = stats.bootstrap((ma - mb,), np.mean, n_resamples=800, method="percentile",
-                         **_rng_kwargs(5)).confidence_interval
+                         **bootstrap_rng(5)).confidence_interval
     assert (t["ci_low"], t["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     assert t["mean_diff"] == pytest.approx((ma - mb).mean()) and t["n_groups"] == 9 and t["n_frames"] == 45
     assert t["rank_biserial"] == pytest.approx(rank_biserial(ma - mb))

@@ -74,7 +74,8 @@ def test_checkpoint_roundtrip_gives_identical_predictions(trained, toy):
     """Saved weights loaded back through MODEL.WEIGHTS predict exactly what the trained model did."""
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
-    from fetalheart.engine import Trainer, load_model_for_inference
+    from fetalheart.engine import Trainer
+    from fetalheart.modeling.load import load_model_for_inference
 
     from detectron2.checkpoint import DetectionCheckpointer
 

@@ -13,39 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fetalheart.annotations.rle import area_bbox, decode, encode_mask, polygons_to_rle
 from fetalheart.utils.io import write_text_atomic
 
 import numpy as np
-import pycocotools.mask as mask_utils
 
 #: Polygon coordinates are written with this many decimals (sub-pixel, and a stable file).
 COORD_DECIMALS = 2
-
-
-def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> dict:
-    """Union of flat polygons ``[x0, y0, x1, y1, ...]`` as one RLE (pycocotools' rasteriser)."""
-    rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
-    return mask_utils.merge(rles)
-
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """Bool (H, W) mask -> compressed RLE with a JSON-safe ``counts`` string."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def _rle_for_pycocotools(rle: dict) -> dict:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
-def rle_area_bbox(rle: dict) -> tuple[int, list[float]]:
-    """Pixel area and tight ``[x, y, w, h]`` box of an RLE (pycocotools' definitions)."""
-    r = _rle_for_pycocotools(rle)
-    area = int(mask_utils.area(r))
-    bbox = [float(v) for v in mask_utils.toBbox(r)]
-    return area, bbox
 
 
 def flat_polygon(poly: np.ndarray) -> list[float]:
@@ -66,27 +40,16 @@ def segmentation_from_parts(
     if not masks and not force_rle:
         if not flats:
             return [], 0, [0.0, 0.0, 0.0, 0.0]
-        area, bbox = rle_area_bbox(polygons_to_rle(flats, height, width))
+        area, bbox = area_bbox(polygons_to_rle(flats, height, width))
         return flats, area, bbox
     union = np.zeros((height, width), dtype=bool)
     for m in masks:
         union |= m
     if flats:
-        union |= mask_utils.decode(polygons_to_rle(flats, height, width)).astype(bool)
-    rle = mask_to_rle(union)
-    area, bbox = rle_area_bbox(rle)
+        union |= decode(polygons_to_rle(flats, height, width))
+    rle = encode_mask(union)
+    area, bbox = area_bbox(rle)
     return rle, area, bbox
-
-
-def segmentation_to_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
-    """Decode a written segmentation (polygons or RLE) to a bool mask, as the evaluator does."""
-    if isinstance(segmentation, list):
-        rle = polygons_to_rle(segmentation, height, width)
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = _rle_for_pycocotools(segmentation)
-    return mask_utils.decode(rle).astype(bool)
 
 
 def coco_document(

@@ -52,7 +52,7 @@ def _main(argv=None) -> int:
         raise FetalHeartError(f"config overrides come in KEY VALUE pairs, got {' '.join(args.opts)}")
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
-    from fetalheart.evaluation.pipeline import default_output_dir, evaluate_model
+    from fetalheart.evaluation.evaluate import default_output_dir, evaluate_model
 
     extra = []
     if args.score_thresh is not None:

@@ -57,7 +57,8 @@ def _main(argv=None) -> int:
     if not inputs:
         raise FetalHeartError("no input images, folders or videos given")
     from fetalheart.config import load_cfg
-    from fetalheart.predict import Predictor, parse_classes, run_prediction
+    from fetalheart.inference.predict import PredictOptions, collect_sources, run_prediction
+    from fetalheart.inference.predictor import Predictor, parse_classes
 
     # A run trained on a GPU box says MODEL.DEVICE cuda: predict on the CPU here instead of failing.
     cfg = load_cfg(args.config_file, opts, cpu_fallback=True)
@@ -69,12 +70,11 @@ def _main(argv=None) -> int:
     from fetalheart.config import class_names
 
     classes = parse_classes(args.classes, class_names(cfg))
-    from fetalheart.predict import collect_sources
-
     collect_sources(inputs)  # fail on a bad input before loading the model
     predictor = Predictor(cfg, thresh, classes)
-    s = run_prediction(predictor, inputs, args.output, batch=args.batch, overwrite=args.overwrite, quiet=args.quiet,
-                       every=args.every, video_labelme=args.video_labelme, overlays=not args.no_overlays)
+    options = PredictOptions(batch=args.batch, every=args.every, video_labelme=args.video_labelme,
+                             overlays=not args.no_overlays)
+    s = run_prediction(predictor, inputs, args.output, options, overwrite=args.overwrite, quiet=args.quiet)
     if not args.quiet:
         print(f"{s['frames']} frames, {s['instances']} instances; {s['model_fps']:.2f} frames/s (model), "
               f"{s['total_fps']:.2f} frames/s (all) on {cfg.MODEL.DEVICE}; -> {args.output}", file=sys.stderr)

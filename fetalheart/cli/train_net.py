@@ -98,7 +98,8 @@ def setup(args):
 
 def train(args):
     """One process's work (launch() runs it once per GPU)."""
-    from fetalheart.engine import Trainer, load_model_for_inference
+    from fetalheart.engine import Trainer
+    from fetalheart.modeling.load import load_model_for_inference
 
     cfg = setup(args)
     if args.eval_only:

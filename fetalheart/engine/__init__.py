@@ -1,5 +1,5 @@
 """Training engine: the Trainer and its hooks."""
 
-from fetalheart.engine.trainer import Trainer, load_model_for_inference
+from fetalheart.engine.trainer import Trainer
 
-__all__ = ["Trainer", "load_model_for_inference"]
+__all__ = ["Trainer"]

@@ -13,12 +13,11 @@ import os
 
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 import fetalheart.modeling  # noqa: F401  (registers FetalHeartRCNN with detectron2)
-from fetalheart.data.mapper import build_test_mapper, build_train_mapper, build_val_loss_mapper
+from fetalheart.data.loaders import build_test_loader, build_train_loader, build_val_loss_loader
 from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
+from fetalheart.evaluation.build import build_evaluators
 from fetalheart.utils.errors import FetalHeartError
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
@@ -30,16 +29,14 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+        return build_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        from fetalheart.evaluation.build import build_evaluators
-
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_evaluators(cfg, dataset_name, output_folder)
 
@@ -53,7 +50,7 @@ class Trainer(DefaultTrainer):
         if cfg.TEST.VAL_LOSS and cfg.DATASETS.TEST:
             self.val_loss_hook = ValidationLoss(
                 cfg.TEST.VAL_LOSS_PERIOD or period,
-                lambda: build_detection_test_loader(cfg, cfg.DATASETS.TEST[0], mapper=build_val_loss_mapper(cfg)),
+                lambda: build_val_loss_loader(cfg, cfg.DATASETS.TEST[0]),
                 cfg.TEST.VAL_LOSS_MAX_IMAGES,
             )
             extra.append(self.val_loss_hook)
@@ -103,18 +100,3 @@ class Trainer(DefaultTrainer):
                 f"training diverged ({exc}); lower SOLVER.BASE_LR, keep SOLVER.CLIP_GRADIENTS on, or check the "
                 "data; without pretrained weights use the from-scratch (GroupNorm) config") from None
 
-
-def load_model_for_inference(cfg):
-    """Build the model of ``cfg`` and load ``cfg.MODEL.WEIGHTS`` (local file or detectron2:// URL)."""
-    model = Trainer.build_model(cfg)
-    model.eval()
-    weights = cfg.MODEL.WEIGHTS
-    if not weights:
-        raise FetalHeartError("MODEL.WEIGHTS is empty: give the trained model, e.g. MODEL.WEIGHTS output/run/model_final.pth")
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FetalHeartError(f"MODEL.WEIGHTS file not found: {weights}")
-    try:
-        DetectionCheckpointer(model).load(weights)
-    except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
-        raise FetalHeartError(f"cannot load MODEL.WEIGHTS {weights}: {str(exc).splitlines()[0][:200]}") from None
-    return model

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetalheart.evaluation.metrics import _quiet_nan, group_index, macro_summary
+from fetalheart.evaluation.metrics import group_index, macro_summary, quiet_nan
 from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
@@ -125,7 +125,7 @@ def group_means(values: np.ndarray, groups: Sequence) -> tuple[np.ndarray, list]
 
 def mean_diff_ci(d: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of per-group differences (scipy.stats.bootstrap); NaN for < 2."""
-    from fetalheart.evaluation.metrics import _rng_kwargs
+    from fetalheart.evaluation.metrics import bootstrap_rng
 
     from scipy.stats import bootstrap
 
@@ -133,7 +133,7 @@ def mean_diff_ci(d: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float 
     if d.size < 2 or n_boot <= 0:
         return float("nan"), float("nan")
     res = bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=1 - alpha, method="percentile",
-                    **_rng_kwargs(seed))
+                    **bootstrap_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -343,7 +343,7 @@ def _spread(runs: Sequence[EvaluatedRun], metric: str) -> dict[str, float]:
     by_fold: dict[int, list[float]] = defaultdict(list)
     for r in runs:
         by_fold[r.fold].append(r.metrics[metric])
-    with _quiet_nan():
+    with quiet_nan():
         fold_means = np.array([np.nanmean(v) for v in by_fold.values()])
         seed_stds = [np.nanstd(v, ddof=1) for v in by_fold.values() if np.isfinite(v).sum() > 1]
         ok = fold_means[np.isfinite(fold_means)]
@@ -506,9 +506,9 @@ def comparison_csv(table: dict) -> str:
 
 def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Grouped bars per model (COCO AP, both mAPs, IoU, Dice; pooled CI whiskers), like the study's Fig. 6."""
-    from fetalheart.evaluation.plots import _plt, _save
+    from fetalheart.evaluation.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     rows = sorted(table["rows"], key=lambda r: (r["model_id"] or 10**6, r["model"]))
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) * 2 + 2), 3.8))
@@ -534,13 +534,12 @@ def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = Tr
                  "Holm p < alpha)", fontsize=8)
     ax.legend(ncol=5, fontsize=7, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def write_comparison(table: dict, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
     """comparison.{json,csv,md,png} in ``out_dir``."""
-    from fetalheart.evaluation.report import json_ready
-    from fetalheart.utils.io import write_json_atomic, write_text_atomic
+    from fetalheart.utils.io import json_ready, write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     names = ("comparison.json", "comparison.csv", "comparison.md", "comparison.png")
@@ -628,13 +627,10 @@ def pool_folds(eval_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     COCOeval on the union of the folds' predictions and validation ground truth. The folds must have
     been evaluated with the same settings and classes, on disjoint image ids.
     """
-    from fetalheart.evaluation.report import (
-        EvalSettings,
-        flat_results,
-        records_from_report,
-        summarize_records,
-        write_report,
-    )
+    from fetalheart.evaluation.aggregate import flat_results, summarize_records
+    from fetalheart.evaluation.per_image import records_from_report
+    from fetalheart.evaluation.report import write_report
+    from fetalheart.evaluation.settings import EvalSettings
 
     dirs = [Path(d) for d in eval_dirs]
     if not dirs:

@@ -17,9 +17,10 @@ No torch or detectron2 here: a statistics tool importing this module starts in a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -298,7 +299,8 @@ def group_sums(values: np.ndarray, gidx: np.ndarray, n_groups: int) -> np.ndarra
     return out
 
 
-def _rng_kwargs(seed: int) -> dict:
+def bootstrap_rng(seed: int) -> dict:
+    """``scipy.stats.bootstrap``'s seeded-generator keyword for the installed scipy (``rng`` or ``random_state``)."""
     from scipy.stats import bootstrap
 
     gen = np.random.default_rng(seed)  # scipy >= 1.15 calls it rng, older releases random_state
@@ -331,7 +333,7 @@ def cluster_bootstrap_ci(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = bootstrap(tuple(cols.T), stat, n_resamples=n_boot, paired=True, vectorized=True,
-                        confidence_level=1 - alpha, method="percentile", **_rng_kwargs(seed))
+                        confidence_level=1 - alpha, method="percentile", **bootstrap_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -364,7 +366,7 @@ def summarize_grouped(values: np.ndarray, gidx: np.ndarray, n_boot: int = 1000, 
 
 def _macro(s: np.ndarray) -> np.ndarray:
     c = s.shape[-1] // 2
-    with np.errstate(invalid="ignore", divide="ignore"), _quiet_nan():
+    with np.errstate(invalid="ignore", divide="ignore"), quiet_nan():
         return np.nanmean(s[..., :c] / s[..., c:], axis=-1)
 
 
@@ -415,16 +417,12 @@ def micro_summary(counts: np.ndarray, gidx: np.ndarray, n_boot: int = 1000, seed
     return out
 
 
-class _quiet_nan:
+@contextlib.contextmanager
+def quiet_nan() -> Iterator[None]:
     """Silence numpy's 'Mean of empty slice' warnings: all-NaN columns are expected here."""
-
-    def __enter__(self):
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+        yield
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 LOSS_TERMS = ("total_loss", "loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask")
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,10 +30,10 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | os.PathLike, overwrite: bool = True) -> Path:
+def save_figure(fig, path: str | os.PathLike, overwrite: bool = True) -> Path:
     with atomic_path(path, overwrite) as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
@@ -46,7 +46,7 @@ def per_class_bars(report: dict, path: str | os.PathLike, overwrite: bool = True
     """Grouped bars per class: COCO segm AP, IoU and Dice (mean, 95% CI whiskers), like Fig. 7."""
     from fetalheart.evaluation.report import per_class_rows
 
-    plt = _plt()
+    plt = pyplot()
     rows = per_class_rows(report)
     names = [r["class"] for r in rows]
     x = np.arange(len(names))
@@ -67,12 +67,12 @@ def per_class_bars(report: dict, path: str | os.PathLike, overwrite: bool = True
                  f"{report.get('n_groups', '?')} groups; whiskers: 95% CI over groups)", fontsize=9)
     ax.legend(ncol=3, fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def confusion_matrix_plot(report: dict, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Heat map of the class confusion of matched instances (rows: ground truth)."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(report["confusion_matrix"]["matrix"])
     labels = report["confusion_matrix"]["labels"]
     fig, ax = plt.subplots(figsize=(5.5, 4.8))
@@ -85,7 +85,7 @@ def confusion_matrix_plot(report: dict, path: str | os.PathLike, overwrite: bool
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.set_title("Matched instances (mask IoU >= 0.5)", fontsize=9)
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def read_metrics_json(path: str | os.PathLike) -> list[dict]:
@@ -114,7 +114,7 @@ def loss_curves(metrics_path: str | os.PathLike, path: str | os.PathLike, overwr
     terms = [t for t in LOSS_TERMS if any(t in r or f"val_{t}" in r for r in rows)]
     if not terms:
         return None
-    plt = _plt()
+    plt = pyplot()
     cols = 3
     nrows = math.ceil(len(terms) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(11, 3 * nrows), squeeze=False)
@@ -131,7 +131,7 @@ def loss_curves(metrics_path: str | os.PathLike, path: str | os.PathLike, overwr
     for ax in list(axes.flat)[len(terms):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def draw_instances(

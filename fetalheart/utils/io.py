@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fetalheart.utils.errors import FetalHeartError
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -81,3 +84,19 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise FetalHeartError(f"cannot write to output directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+def json_ready(obj):
+    """Recursively replace NaN/inf with None and numpy scalars with Python ones, for report.json."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+

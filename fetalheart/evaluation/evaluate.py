@@ -53,8 +53,9 @@ def run_summary(cfg) -> dict:
 def write_plots(report: dict, out_dir: str | os.PathLike, metrics_json: str | os.PathLike | None = None,
                 n_overlays: int = 3) -> list[str]:
     """All report figures into ``out_dir/plots``; returns paths relative to ``out_dir``."""
+    from fetalheart.annotations.rle import decode_masks
     from fetalheart.evaluation import plots
-    from fetalheart.evaluation.evaluator import annotation_masks, decode_masks
+    from fetalheart.evaluation.per_image import annotation_masks
 
     out = Path(out_dir)
     made = [plots.per_class_bars(report, out / "plots" / "per_class.png"),
@@ -88,8 +89,9 @@ def evaluate_model(cfg, dataset_name: str, output_dir: str | os.PathLike, overwr
                    quiet: bool = False) -> dict:
     """Evaluate ``cfg.MODEL.WEIGHTS`` on a registered dataset; write the full report folder."""
     from fetalheart.collect_env import write_run_info
-    from fetalheart.engine.trainer import Trainer, load_model_for_inference
+    from fetalheart.data.loaders import build_test_loader
     from fetalheart.evaluation.build import build_evaluators
+    from fetalheart.modeling.load import load_model_for_inference
 
     from detectron2.data import DatasetCatalog
     from detectron2.evaluation import inference_on_dataset
@@ -101,7 +103,7 @@ def evaluate_model(cfg, dataset_name: str, output_dir: str | os.PathLike, overwr
     if dataset_name not in DatasetCatalog.list():
         raise FetalHeartError(f"dataset {dataset_name!r} is not registered; set DATASETS.ROOT or --dataset")
     model = load_model_for_inference(cfg)
-    loader = _ProgressLoader(Trainer.build_test_loader(cfg, dataset_name), quiet, f"evaluate {dataset_name}")
+    loader = _ProgressLoader(build_test_loader(cfg, dataset_name), quiet, f"evaluate {dataset_name}")
     evaluators = build_evaluators(cfg, dataset_name, str(out))
     results = inference_on_dataset(model, loader, evaluators)
     report = evaluators.report
