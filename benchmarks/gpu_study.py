@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetalheart.study import StudyPlan, run_study
+from fetalheart.pipeline.study import StudyPlan, run_study
 
 
 def main() -> None:

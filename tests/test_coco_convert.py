@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fetalheart.annotations.convert import convert
+from fetalheart.annotations.convert import ConvertOptions, convert
 from fetalheart.annotations.rle import segmentation_to_mask
 from fetalheart.classes import CLASS_NAMES
 
@@ -73,7 +73,7 @@ def test_round_trip_matches_labelme_rasterisation(tmp_path):
     ]
     write_labelme(tmp_path / "in" / "a_0001.json", shapes, height=h, width=w)
     out = tmp_path / "out"
-    convert([tmp_path / "in"], out, val_fraction=0, quiet=True)
+    convert([tmp_path / "in"], out, ConvertOptions(val_fraction=0), quiet=True)
     doc, masks = _ann_masks(out)
     assert len(masks) == len(shapes)
     for shape, (ann, m) in zip(shapes, masks, strict=True):
@@ -96,7 +96,7 @@ def test_small_shapes_differ_only_on_the_boundary(tmp_path):
     h, w = 120, 160
     shapes = heart_shapes() + [poly("MV", [[80, 90], [95, 88], [100, 100], [85, 104]])]
     write_labelme(tmp_path / "in" / "a_0001.json", shapes)
-    convert([tmp_path / "in"], tmp_path / "out", val_fraction=0, quiet=True)
+    convert([tmp_path / "in"], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     _, masks = _ann_masks(tmp_path / "out")
     for shape, (_, m) in zip(shapes, masks, strict=True):
         ref = _labelme_mask(shape, h, w)
@@ -118,7 +118,7 @@ def test_group_id_parts_crowd_ids_and_loaders(tmp_path):
             write_labelme(tmp_path / "in" / f"{v}_{i:03d}.json", shapes)
     write_labelme(tmp_path / "in" / "vidA_003.json", [])  # a true negative
     out = tmp_path / "out"
-    report = convert([tmp_path / "in"], out, val_fraction=0.5, quiet=True)
+    report = convert([tmp_path / "in"], out, ConvertOptions(val_fraction=0.5), quiet=True)
     train, val = load(out / "annotations" / "train.json"), load(out / "annotations" / "val.json")
     assert set(train) == {"info", "licenses", "images", "annotations", "categories"}
     assert [c["name"] for c in train["categories"]] == list(CLASS_NAMES)
@@ -166,7 +166,7 @@ def test_output_is_byte_identical_and_images_not_reencoded(tmp_path):
 
 def test_link_mode_symlinks(tmp_path):
     write_labelme(tmp_path / "in" / "a_0001.json", heart_shapes())
-    convert([tmp_path / "in"], tmp_path / "out", val_fraction=0, link=True, quiet=True)
+    convert([tmp_path / "in"], tmp_path / "out", ConvertOptions(val_fraction=0, link=True), quiet=True)
     target = tmp_path / "out" / "images" / "a_0001.png"
     assert target.is_symlink() and target.resolve() == (tmp_path / "in" / "a_0001.png").resolve()
 

@@ -6,7 +6,7 @@ import csv
 import json
 from collections import Counter
 
-from fetalheart.annotations.convert import convert
+from fetalheart.annotations.convert import ConvertOptions, convert
 from fetalheart.annotations.split import default_group
 from fetalheart.classes import CLASS_NAMES
 
@@ -66,7 +66,7 @@ def test_phantom_counts_and_grouped_split(phantoms, tmp_path):
 
 
 def test_single_phantom_video_uses_time_blocks(phantoms, tmp_path):
-    report = convert([phantoms / "s0" / "labelme"], tmp_path / "one", guard_gap=2, quiet=True)
+    report = convert([phantoms / "s0" / "labelme"], tmp_path / "one", ConvertOptions(guard_gap=2), quiet=True)
     assert report["split"]["method"] == "time_blocks"
     assert report["images"]["excluded_guard_gap"] > 0
     md = (tmp_path / "one" / "conversion_report.md").read_text()

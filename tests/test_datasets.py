@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fetalheart.annotations.convert import convert
+from fetalheart.annotations.convert import ConvertOptions, convert
 from fetalheart.classes import CLASS_NAMES, COLORS
 from fetalheart.data.datasets import DATASETS_ENV, register_all, register_coco_dataset, register_split_dir
 from fetalheart.utils.errors import FetalHeartError
@@ -24,7 +24,7 @@ def dataset(tmp_path):
         for i in range(3):
             write_labelme(tmp_path / "in" / f"{v}_{i:03d}.json", shapes)
     out = tmp_path / "datasets" / "fh"
-    report = convert([tmp_path / "in"], out, val_fraction=0.5, quiet=True)
+    report = convert([tmp_path / "in"], out, ConvertOptions(val_fraction=0.5), quiet=True)
     assert report["mask_format"] == "bitmask"
     return out
 

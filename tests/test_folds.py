@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
-from fetalheart.annotations.convert import OUTPUT_FILES, convert
+from fetalheart.annotations.convert import OUTPUT_FILES, ConvertOptions, convert
 from fetalheart.annotations.split import EXCLUDED, TRAIN, VAL, default_group, make_folds
 from fetalheart.cli.labelme2coco import main
 from fetalheart.utils.errors import FetalHeartError
@@ -91,8 +91,8 @@ def _three_videos(root, n=4):
 
 def test_fold_files_report_and_ids_match_the_plain_split(tmp_path):
     _three_videos(tmp_path / "in")
-    plain = convert([tmp_path / "in"], tmp_path / "plain", val_fraction=0.3, quiet=True)
-    rep = convert([tmp_path / "in"], tmp_path / "cv", folds=3, quiet=True)
+    plain = convert([tmp_path / "in"], tmp_path / "plain", ConvertOptions(val_fraction=0.3), quiet=True)
+    rep = convert([tmp_path / "in"], tmp_path / "cv", ConvertOptions(folds=3), quiet=True)
     ann = tmp_path / "cv" / "annotations"
     assert sorted(p.name for p in ann.iterdir()) == sorted(
         f"fold{i}_{s}.json" for i in range(3) for s in ("train", "val"))
@@ -154,7 +154,7 @@ def test_frames_csv_gives_source_index_and_time_for_guard_seconds(tmp_path):
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    rep = convert([lm], tmp_path / "s", val_fraction=0.2, seed=3, guard_seconds=0.35, quiet=True)
+    rep = convert([lm], tmp_path / "s", ConvertOptions(val_fraction=0.2, seed=3, guard_seconds=0.35), quiet=True)
     assert rep["split"]["method"] == "time_blocks" and rep["split"]["frame_index_source"] == {"frames.csv": 40}
     assert rep["split"]["guard"] == {"unit": "seconds", "value": 0.35, "applied": True}
     sides = {im["file_name"]: s for s in ("train", "val")
@@ -166,7 +166,7 @@ def test_frames_csv_gives_source_index_and_time_for_guard_seconds(tmp_path):
         assert (name not in sides) == (sides.get(name) != VAL and near)  # excluded exactly when near val
     assert rep["images"]["excluded_guard_gap"] == sum(1 for i in range(40) if f"clip_{i:06d}.png" not in sides)
     # in source frames: 6 source frames are 2 extracted frames each side
-    rep = convert([lm], tmp_path / "f", val_fraction=0.2, seed=3, guard_gap=6, quiet=True)
+    rep = convert([lm], tmp_path / "f", ConvertOptions(val_fraction=0.2, seed=3, guard_gap=6), quiet=True)
     assert rep["split"]["guard"]["unit"] == "source_frames" and rep["images"]["excluded_guard_gap"] in (2, 4)
     md = (tmp_path / "f" / "conversion_report.md").read_text()
     assert "Guard gap: 6 source-video frames, applied" in md and "from frames.csv for 40 images" in md

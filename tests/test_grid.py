@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fetalheart.grid import GridSpec, describe, load_grid
+from fetalheart.pipeline.grid import GridSpec, describe, load_grid
 
 import pytest
 
@@ -75,7 +75,7 @@ def test_real_grid_runs_skips_finished_and_reports_failures(tmp_path):
 
 def test_training_job_sees_the_callers_gpus(tmp_path, monkeypatch):
     """submitit's local executor hides GPUs from its jobs; train_one hands the caller's back."""
-    import fetalheart.grid as grid
+    import fetalheart.pipeline.grid as grid
 
     seen = {}
 
@@ -103,7 +103,7 @@ def test_option_after_overrides_is_a_clear_error(tmp_path):
 def test_progress_line_reads_metrics_json(tmp_path):
     import json
 
-    from fetalheart.grid_progress import latest_metrics, progress_line
+    from fetalheart.pipeline.progress import latest_metrics, progress_line
 
     m = tmp_path / "metrics.json"
     rows = [{"iteration": 19, "total_loss": 2.5, "time": 0.5},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from fetalheart.annotations.convert import convert
+from fetalheart.annotations.convert import ConvertOptions, convert
 from fetalheart.annotations.labelme import (
     LabelmeError,
     clip_polygon,
@@ -40,7 +40,7 @@ def test_format_variants_are_accepted(tmp_path):
     ])
     # Windows backslashes in imagePath, image in a sibling folder
     write_labelme(d / "json" / "win_0001.json", heart_shapes(), image_path="..\\imgs\\win_0001.png")
-    report = convert([d], tmp_path / "out", val_fraction=0, quiet=True)
+    report = convert([d], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 3
     assert report["instances"]["total"]["MV"] == 1 and report["instances"]["total"]["TV"] == 1
     names = {i["file_name"] for i in load(tmp_path / "out/annotations/train.json")["images"]}
@@ -51,7 +51,7 @@ def test_embedded_image_data_is_written_byte_for_byte(tmp_path):
     data = png_bytes(np.full((120, 160, 3), 9, np.uint8))
     write_labelme(tmp_path / "in" / "e_0001.json", heart_shapes(), make_image=False,
                   image_data=base64.b64encode(data).decode())
-    convert([tmp_path / "in"], tmp_path / "out", val_fraction=0, quiet=True)
+    convert([tmp_path / "in"], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     assert (tmp_path / "out" / "images" / "e_0001.png").read_bytes() == data
 
 
@@ -75,7 +75,7 @@ def test_exif_orientation_swaps_size_and_warns_on_mismatch(tmp_path):
     assert (image_info(d / "r_0001.jpg").width, image_info(d / "r_0001.jpg").height) == (120, 160)
     write_labelme(d / "r_0001.json", [poly("LA", [[10, 10], [50, 10], [30, 100]])], image_path="r_0001.jpg",
                   make_image=False, height=120, width=160)
-    report = convert([d], tmp_path / "out", val_fraction=0, quiet=True)
+    report = convert([d], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     img = load(tmp_path / "out/annotations/train.json")["images"][0]
     assert (img["height"], img["width"]) == (160, 120)
     assert any("EXIF" in w for w in report["validation"]["warnings"])
@@ -91,7 +91,7 @@ def test_clipping_degenerate_and_self_intersection_are_reported(tmp_path):
         poly("Ao", [[200, 200], [300, 200], [250, 300]]),  # entirely outside
     ]
     write_labelme(tmp_path / "in" / "a_0001.json", shapes)
-    report = convert([tmp_path / "in"], tmp_path / "out", val_fraction=0, quiet=True)
+    report = convert([tmp_path / "in"], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     v = report["validation"]
     assert v["points_clipped"] == 2 + 3
     assert len(v["degenerate_shapes_dropped"]) == 3

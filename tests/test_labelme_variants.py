@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 
-from fetalheart.annotations.convert import convert
+from fetalheart.annotations.convert import ConvertOptions, convert
 from fetalheart.cli.labelme2coco import main
 
 import numpy as np
@@ -51,7 +51,7 @@ def test_xanylabeling_file_with_webp_image(tmp_path):
            "imageData": None, "imageHeight": H, "imageWidth": W, "text": ""}
     (d / "scan_000001.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
-    report = convert([d], out, val_fraction=0, quiet=True)
+    report = convert([d], out, ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1
     assert _nonzero(report["instances"]["total"]) == {"LA": 1, "RA": 1, "LV": 1}
     assert report["crowd_regions"]["train"] == 1
@@ -98,7 +98,7 @@ def test_labelme_tutorial_style_file_embeds_the_image_and_names_itself(tmp_path)
     }  # fmt: skip
     (d / "tutorial_obj3.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
-    report = convert([d], out, val_fraction=0, quiet=True)
+    report = convert([d], out, ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1
     assert _nonzero(report["instances"]["total"]) == {"Spine": 1, "Ao": 1}
     assert report["validation"]["unknown_keys"] == {}  # lineColor/fillColor are labelme 3.x/4.x keys
@@ -115,7 +115,7 @@ def test_broken_image_data_falls_back_to_image_path_and_both_broken_is_one_clear
                         "description": "", "shape_type": "polygon", "flags": {}, "mask": None}]}  # fmt: skip
     garbage = base64.b64encode(b"not an image at all").decode()
     (d / "good_000001.json").write_text(json.dumps({**base, "imagePath": "good_000001.png", "imageData": garbage}))
-    report = convert([d], tmp_path / "out", val_fraction=0, quiet=True)
+    report = convert([d], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1 and report["instances"]["total"]["LA"] == 1
     (d / "bad_000001.json").write_text(json.dumps({**base, "imagePath": "bad_000001.json", "imageData": garbage}))
     assert main([str(d), "-o", str(tmp_path / "out2"), "-q"]) == 2
@@ -139,7 +139,7 @@ def test_labelme_3x_file_without_shape_type_group_id_or_size(tmp_path):
         "imagePath": "old_000001.jpg", "imageData": None,
     }  # fmt: skip
     (d / "old_000001.json").write_text(json.dumps(doc))
-    report = convert([d], tmp_path / "out", val_fraction=0, quiet=True)
+    report = convert([d], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1
     assert _nonzero(report["instances"]["total"]) == {"LA": 2, "RV": 1}  # no group_id: each shape an instance
     assert report["validation"]["unknown_keys"] == {} and report["validation"]["warnings"] == []
@@ -169,7 +169,7 @@ def test_labelme_4x_file_with_groups_and_shapes_without_area(tmp_path):
     }  # fmt: skip
     (d / "v4_000001.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
-    report = convert([d], out, val_fraction=0, quiet=True)
+    report = convert([d], out, ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1
     assert _nonzero(report["instances"]["total"]) == {"MV": 1, "LV": 1, "Spine": 1}
     assert report["validation"]["ignored_shape_types"] == {"line": 1, "linestrip": 1, "point": 1}
@@ -199,7 +199,7 @@ def test_labelme_5x_file_with_mask_and_description_and_tiff_image(tmp_path):
     }  # fmt: skip
     (d / "v5_000001.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
-    report = convert([d], out, val_fraction=0, quiet=True)
+    report = convert([d], out, ConvertOptions(val_fraction=0), quiet=True)
     assert report["images"]["train"] == 1
     assert _nonzero(report["instances"]["total"]) == {"RA": 1, "TV": 1}
     assert report["mask_format"] == "bitmask" and report["validation"]["unknown_keys"] == {}

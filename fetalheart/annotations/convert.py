@@ -355,80 +355,99 @@ def find_jobs(inputs: list[Path], out_dir: Path) -> tuple[list[Job], list[str]]:
     return jobs, problems
 
 
-def convert(
-    inputs: list[Path],
-    out_dir: Path,
-    *,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    group_regex: str | None = None,
-    val_list: Path | list[str] | None = None,
-    link: bool = False,
-    labels: Path | list[str] | None = None,
-    unknown: str = "error",
-    ignore_label: str | list[str] | None = None,
-    drop_empty: bool = False,
-    skip_invalid: bool = False,
-    overwrite: bool = False,
-    guard_gap: int | None = None,
-    quiet: bool = False,
-    jobs: int | None = None,
-    max_pixels: int | None = None,
-    folds: int = 0,
-    guard_seconds: float | None = None,
-) -> dict:
-    """Convert LabelMe files to a split COCO dataset in ``out_dir``; return the report dict.
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What the dataset is made of and how it is split (every field is recorded in the report).
 
     ``folds=K`` (K >= 2) writes K grouped cross-validation splits ``annotations/fold{i}_{train,val}.json``
     instead of ``train.json``/``val.json``. ``guard_gap`` (source frames, default 10) and
     ``guard_seconds`` are the single-video guard gap; give at most one.
-    Raises FetalHeartError (nothing written) when the input has problems and not ``skip_invalid``,
-    or when ``out_dir`` already holds a dataset and not ``overwrite``.
     """
-    from fetalheart.annotations.labelme import MAX_IMAGE_PIXELS
 
-    out_dir = Path(out_dir)
-    guard_gap = _check_options(unknown, guard_gap, guard_seconds, folds, val_list)
-    existing = existing_outputs(out_dir)
-    if existing and not overwrite:
-        raise FetalHeartError(f"{out_dir} already holds a dataset ({existing[0]}); pass --overwrite to replace it")
-    cat_names, ignore = _label_setup(labels, ignore_label)
-    label_map = LabelMap(tuple(cat_names), frozenset(x.strip().lower() for x in ignore))
-    opts = _Options(label_map, unknown, max_pixels or MAX_IMAGE_PIXELS)
-    val_entries = _read_val_list(val_list)
+    val_fraction: float = 0.2
+    seed: int = 0
+    group_regex: str | None = None  # what groups frames (video/patient); default: the file name's stem
+    val_list: Path | list[str] | None = None  # a file (or list) naming the val images or groups
+    folds: int = 0
+    guard_gap: int | None = None
+    guard_seconds: float | None = None
+    labels: Path | list[str] | None = None  # labels.txt or names; default the 10 structures
+    unknown: str = "error"  # a label that is not a class: "error" or "skip" the shape
+    ignore_label: str | list[str] | None = None  # labels made iscrowd regions, besides __ignore__
+    drop_empty: bool = False  # leave out images without shapes
+    skip_invalid: bool = False  # convert the valid files, list the rest in the report
+    link: bool = False  # symlink images instead of copying
+    max_pixels: int | None = None  # refuse larger images (default MAX_IMAGE_PIXELS)
 
-    job_list, problems = find_jobs([Path(p) for p in inputs], out_dir)
-    results = _run_jobs(job_list, opts, jobs, quiet)
-    kept, problems, skipped, dropped_empty = _collect(results, problems, skip_invalid, drop_empty)
+    def report_dict(self, ignore: set[str], guard_gap: int) -> dict:
+        """The ``options`` section of conversion_report.json."""
+        val_list, labels = self.val_list, self.labels
+        return dict(
+            val_fraction=self.val_fraction, seed=self.seed, group_regex=self.group_regex,
+            val_list=str(val_list) if isinstance(val_list, (str, Path)) else val_list,
+            link=self.link, labels=str(labels) if isinstance(labels, (str, Path)) else labels, unknown=self.unknown,
+            ignore_labels=sorted(ignore), drop_empty=self.drop_empty, skip_invalid=self.skip_invalid,
+            guard_gap=guard_gap if self.guard_seconds is None else None, guard_seconds=self.guard_seconds,
+            folds=self.folds,
+        )  # fmt: skip
 
-    times, index_sources = frame_times(kept)
+
+def _make_split(names: list[str], options: ConvertOptions, guard_gap: int, times: dict[str, FrameTime],
+                val_entries: list[str] | None) -> tuple[Split | Folds, dict[str, dict[str, str]]]:
+    """The split (or folds) of the kept images, and each annotation file prefix's assignment."""
+    split_opts = dict(seed=options.seed, group_regex=options.group_regex, guard_gap=guard_gap,
+                      guard_seconds=options.guard_seconds, times=times)
+    if options.folds:
+        folds = make_folds(names, options.folds, **split_opts)
+        return folds, {f"fold{i}_": a for i, a in enumerate(folds.assignments)}
+    split = make_split(names, val_fraction=options.val_fraction, val_list=val_entries, **split_opts)
+    return split, {"": split.assignment}
+
+
+def _documents(kept: list[FileResult], split: Split | Folds, assignments: dict[str, dict[str, str]],
+               cat_names: list[str], categories: list[dict]) -> dict[str, tuple[list[dict], list[dict]]]:
+    """(images, annotations) of every annotation file to write, by its name without ``.json``."""
     names = [r.name for r in kept]
-    split_opts = dict(seed=seed, group_regex=group_regex, guard_gap=guard_gap, guard_seconds=guard_seconds, times=times)
-    if folds:
-        split: Split | Folds = make_folds(names, folds, **split_opts)
-        assignments = {f"fold{i}_": a for i, a in enumerate(split.assignments)}
-    else:
-        split = make_split(names, val_fraction=val_fraction, val_list=val_entries, **split_opts)
-        assignments = {"": split.assignment}
-    categories = categories_for(cat_names)
     entries = _coco_entries(kept, split.image_groups, cat_names, {c["name"]: c["id"] for c in categories})
-    docs = {
+    return {
         f"{prefix}{side}": _select(entries, [n for n in names if a[n] == side])
         for prefix, a in assignments.items()
         for side in (TRAIN, VAL)
     }
-    options = dict(
-        val_fraction=val_fraction, seed=seed, group_regex=group_regex,
-        val_list=str(val_list) if isinstance(val_list, (str, Path)) else val_list,
-        link=link, labels=str(labels) if isinstance(labels, (str, Path)) else labels, unknown=unknown,
-        ignore_labels=sorted(ignore), drop_empty=drop_empty, skip_invalid=skip_invalid,
-        guard_gap=guard_gap if guard_seconds is None else None, guard_seconds=guard_seconds, folds=folds,
-    )  # fmt: skip
-    run = _Run(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty, options, index_sources)
+
+
+def convert(inputs: list[Path], out_dir: Path, options: ConvertOptions | None = None, *, overwrite: bool = False,
+            quiet: bool = False, jobs: int | None = None) -> dict:
+    """Convert LabelMe files to a split COCO dataset in ``out_dir``; return the report dict.
+
+    Raises FetalHeartError (nothing written) when the input has problems and not ``skip_invalid``,
+    or when ``out_dir`` already holds a dataset and not ``overwrite``. ``jobs``: reader processes.
+    """
+    from fetalheart.annotations.labelme import MAX_IMAGE_PIXELS
+
+    o = options or ConvertOptions()
+    out_dir = Path(out_dir)
+    guard_gap = _check_options(o.unknown, o.guard_gap, o.guard_seconds, o.folds, o.val_list)
+    existing = existing_outputs(out_dir)
+    if existing and not overwrite:
+        raise FetalHeartError(f"{out_dir} already holds a dataset ({existing[0]}); pass --overwrite to replace it")
+    cat_names, ignore = _label_setup(o.labels, o.ignore_label)
+    label_map = LabelMap(tuple(cat_names), frozenset(x.strip().lower() for x in ignore))
+    val_entries = _read_val_list(o.val_list)  # an unreadable list fails before the (slow) reading pass
+    job_list, problems = find_jobs([Path(p) for p in inputs], out_dir)
+    results = _run_jobs(job_list, _Options(label_map, o.unknown, o.max_pixels or MAX_IMAGE_PIXELS), jobs, quiet)
+    kept, problems, skipped, dropped_empty = _collect(results, problems, o.skip_invalid, o.drop_empty)
+
+    times, index_sources = frame_times(kept)
+    split, assignments = _make_split([r.name for r in kept], o, guard_gap, times, val_entries)
+    categories = categories_for(cat_names)
+    docs = _documents(kept, split, assignments, cat_names, categories)
+    run = _Run(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty,
+               o.report_dict(ignore, guard_gap), index_sources)
     report = _build_report(run, docs)
 
     # ---- write (only now: every check above passed)
-    _write_outputs(out_dir, kept, docs, categories, report, link, quiet)
+    _write_outputs(out_dir, kept, docs, categories, report, o.link, quiet)
     if overwrite:
         _remove_stale_annotations(out_dir, set(docs))
     for w in report["split"]["warnings"]:

@@ -73,16 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None) -> int:
-    from fetalheart.annotations.convert import convert
+    from fetalheart.annotations.convert import ConvertOptions, convert
 
     args = build_parser().parse_args(argv)
-    report = convert(
-        args.inputs, args.output, val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex,
-        val_list=args.val_list, link=args.link, labels=args.labels, unknown=args.unknown,
-        ignore_label=args.ignore_label, drop_empty=args.drop_empty, skip_invalid=args.skip_invalid,
-        overwrite=args.overwrite, guard_gap=args.guard_gap, quiet=args.quiet, jobs=args.jobs,
-        folds=args.folds, guard_seconds=args.guard_seconds,
-    )
+    options = ConvertOptions(
+        val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex, val_list=args.val_list,
+        folds=args.folds, guard_gap=args.guard_gap, guard_seconds=args.guard_seconds, labels=args.labels,
+        unknown=args.unknown, ignore_label=args.ignore_label, drop_empty=args.drop_empty,
+        skip_invalid=args.skip_invalid, link=args.link,
+    )  # fmt: skip
+    report = convert(args.inputs, args.output, options, overwrite=args.overwrite, quiet=args.quiet, jobs=args.jobs)
     if not args.quiet:
         print(_summary(report, args.output), file=sys.stderr)
     return 0

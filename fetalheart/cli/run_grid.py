@@ -89,7 +89,7 @@ def _parse(argv) -> argparse.Namespace:
 
 
 def _main(argv=None) -> int:
-    from fetalheart.grid import GridOptions, GridSpec, describe, load_grid, run_grid
+    from fetalheart.pipeline.grid import GridOptions, GridSpec, describe, load_grid, run_grid
 
     args = _parse(argv)
     overlays = [o for o in (PROTOCOLS[args.protocol],) if o] + args.overlay
@@ -97,7 +97,7 @@ def _main(argv=None) -> int:
                     overlays=overlays)
     runs = load_grid(args.grid, args.output, spec)
     if args.dry_run:
-        from fetalheart.grid import fingerprint_runs
+        from fetalheart.pipeline.grid import fingerprint_runs
 
         fingerprint_runs(runs)
         rows = [describe(r) for r in runs]

@@ -64,7 +64,7 @@ def _parallel(text: str | None, default):
 
 
 def demo_plan(args):
-    from fetalheart.study import DEMO_SEEDS, StudyPlan
+    from fetalheart.pipeline.study import DEMO_SEEDS, StudyPlan
 
     it, size = args.iters, args.size
     epochs = max(1, min(5, it))  # validation loss once per epoch; LR steps at 75% and 90% of training
@@ -84,7 +84,7 @@ def demo_plan(args):
 
 def config_plan(args):
     from fetalheart.config import resolve_config_path
-    from fetalheart.study import StudyPlan
+    from fetalheart.pipeline.study import StudyPlan
 
     path = resolve_config_path(args.config)
     try:
@@ -115,7 +115,7 @@ def config_plan(args):
 
 
 def _main(argv=None) -> int:
-    from fetalheart.study import run_study
+    from fetalheart.pipeline.study import run_study
 
     args = build_parser().parse_args(join_int_lists(sys.argv[1:] if argv is None else argv, ("--only",)))
     if args.force and not args.overwrite:

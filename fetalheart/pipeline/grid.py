@@ -345,7 +345,7 @@ def _prepare(runs: list[GridRun], out_dir: Path, options: GridOptions, log) -> l
 def run_grid(runs: list[GridRun], *, out_dir: Path, options: GridOptions | None = None,
              log: Callable[[str], None] = print) -> list[dict]:
     """Run every unfinished run; return one result dict per run (skipped ones included)."""
-    from fetalheart.grid_progress import GridMonitor
+    from fetalheart.pipeline.progress import GridMonitor
 
     options = options or GridOptions()
     todo = _prepare(runs, Path(out_dir), options, log)

@@ -2,7 +2,7 @@
 training grid (x folds x seeds) -> evaluation -> comparison -> one report.
 
 Each stage writes into its own folder and a ``stage.json`` holding the key of what it was made
-from (fetalheart.study_stages): a second run reuses a stage only when its key is unchanged, and a
+from (fetalheart.pipeline.stages): a second run reuses a stage only when its key is unchanged, and a
 changed plan reruns exactly the stages it affects, saying why. Trained models are never deleted
 to rerun a stage: the grid keeps every model still valid for the plan (``force`` retrains them).
 The demo runs the chain on phantom videos with a short CPU schedule; the full study runs the
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fetalheart.study_stages import StageKey, Stages, files_fingerprint, folder_fingerprint
+from fetalheart.pipeline.stages import StageKey, Stages, files_fingerprint, folder_fingerprint
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import write_json_atomic
 from fetalheart.video.naming import frame_stem
@@ -99,9 +99,10 @@ def _ground_truth_labelme(frames_dir: Path, phantom_dir: Path, folder: Path) -> 
 
 
 def _convert(plan: StudyPlan, labelme: Path, folder: Path) -> dict:
-    from fetalheart.annotations.convert import convert
+    from fetalheart.annotations.convert import ConvertOptions, convert
 
-    report = convert([labelme], folder, overwrite=True, quiet=plan.quiet, folds=plan.folds, **plan.convert)
+    report = convert([labelme], folder, ConvertOptions(folds=plan.folds, **plan.convert), overwrite=True,
+                     quiet=plan.quiet)
     n, split = report["images"], report["split"]
     grouping = "--group-regex" if split.get("grouping_rule") == "regex" else "video (file name)"
     if plan.folds > 1:
@@ -113,7 +114,7 @@ def _convert(plan: StudyPlan, labelme: Path, folder: Path) -> dict:
 
 
 def _grid_runs(plan: StudyPlan, dataset: Path, folder: Path):
-    from fetalheart.grid import GridSpec, load_grid
+    from fetalheart.pipeline.grid import GridSpec, load_grid
 
     opts = ["DATASETS.ROOT", str(dataset.resolve()), *plan.opts]
     if plan.folds <= 1:
@@ -124,7 +125,7 @@ def _grid_runs(plan: StudyPlan, dataset: Path, folder: Path):
 
 
 def _train(plan: StudyPlan, dataset: Path, folder: Path, log) -> dict:
-    from fetalheart.grid import GridOptions, run_grid
+    from fetalheart.pipeline.grid import GridOptions, run_grid
 
     runs = _grid_runs(plan, dataset, folder)
     options = GridOptions(max_parallel=plan.max_parallel, gpus=plan.gpus, threads=plan.threads, force=plan.force,
@@ -146,7 +147,7 @@ def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.evaluation.evaluate import default_output_dir, evaluate_model
-    from fetalheart.grid import RUN_KEY_FILE
+    from fetalheart.pipeline.grid import RUN_KEY_FILE
 
     cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / "model_final.pth"),
                                          "DATASETS.ROOT", str(dataset.resolve())], cpu_fallback=True)
@@ -266,7 +267,7 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | Non
                        lambda: _evaluate(plan, trained["runs"], out / "coco", out / "evaluations", log))
     stages.run("compare", out / "compare", StageKey({}, {"evaluate": stages.keys["evaluate"]}),
                lambda: _compare(evals["evals"], out / "compare"))
-    from fetalheart.study_report import write_study_report
+    from fetalheart.pipeline.study_report import write_study_report
 
     return write_study_report(out, stages.summaries)
 
