@@ -112,7 +112,7 @@ def write_dataset(d: Path, n: int) -> list[Path]:
 
 def dataset_run(n: int, workers: int, verbose: bool = True) -> float:
     """One grid-like pass (warm-up + 11 specs, fresh caches); its total seconds."""
-    from fetalheart.enhance.dataset import enhance_coco
+    from fetalheart.enhance.dataset import EnhanceOptions, enhance_coco
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -126,8 +126,8 @@ def dataset_run(n: int, workers: int, verbose: bool = True) -> float:
                   f"sigma median {warm['kernel_sigma']['median']} px, {warm['below_floor']} below the floor)")
         for spec in SPECS_OF_STUDY:
             t0 = time.perf_counter()
-            summary = enhance_coco(d / "train.json", d / "images", spec, d / f"out_{spec}", workers=workers,
-                                   quiet=True, cache_dir=cache)
+            options = EnhanceOptions(workers=workers, cache_dir=cache)
+            summary = enhance_coco(d / "train.json", d / "images", spec, d / f"out_{spec}", options, quiet=True)
             dt = time.perf_counter() - t0
             total += dt
             if verbose:

@@ -32,6 +32,13 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 def add_fetalheart_config(cfg: CN) -> None:
     """Add fetalheart's keys (with defaults) to a detectron2 config, in place."""
+    for add in (_add_model_keys, _add_input_keys, _add_augmentation_keys, _add_solver_keys, _add_dataset_keys,
+                _add_test_keys, _add_eval_keys, _add_study_keys):
+        add(cfg)
+
+
+def _add_model_keys(cfg: CN) -> None:
+    """MODEL: classes and device."""
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
     # Class names in output order; () = the 10 structures of fetalheart.classes. Set from the
     # training dataset (labelme2coco's categories), so config.yaml carries the model's label set.
@@ -39,6 +46,9 @@ def add_fetalheart_config(cfg: CN) -> None:
     # "auto": the GPU when there is one, else the CPU, decided by finalize_cfg where the config is used.
     cfg.MODEL.DEVICE = "auto"
 
+
+def _add_input_keys(cfg: CN) -> None:
+    """INPUT: the enhancement under study and Matterport's square padding."""
     # --- Preprocessing: the study's variable. Part of the model: saved in config.yaml, so
     # evaluation and prediction apply exactly what training applied.
     # INPUT.ENHANCE (spec, e.g. "ahe+clahe"), ENHANCE_MASK ("none" | "auto": inside the fan only),
@@ -49,6 +59,9 @@ def add_fetalheart_config(cfg: CN) -> None:
     # with black (needs MODEL.META_ARCHITECTURE "FetalHeartRCNN"). 0 = detectron2's padding to /32.
     cfg.INPUT.SQUARE_SIZE = 0
 
+
+def _add_augmentation_keys(cfg: CN) -> None:
+    """INPUT.RANDOM_FLIP and INPUT.AUG: augmentation that respects anatomy."""
     # --- Augmentation that respects anatomy. Flipping mirrors a four-chamber view (left and right
     # heart swap sides), so it is off by default; everything else is small and switchable.
     # Photometric terms (brightness, contrast, gamma, speckle) run BEFORE the enhancement under study.
@@ -61,6 +74,9 @@ def add_fetalheart_config(cfg: CN) -> None:
     cfg.INPUT.AUG.GAMMA = 0.0  # gamma in [1-g, 1+g]; 0 disables
     cfg.INPUT.AUG.SPECKLE = 0.0  # std of multiplicative Gaussian noise; 0 disables
 
+
+def _add_solver_keys(cfg: CN) -> None:
+    """SOLVER: the schedule in the study's words, early stopping, best checkpoint."""
     # --- Schedule in the study's words. EPOCHS > 0 sets MAX_ITER = EPOCHS * STEPS_PER_EPOCH
     # (the study: 20 x 500 = 10,000 at batch 1) and derives, as fractions of MAX_ITER, the LR
     # steps, the warm-up and the checkpoint period. EPOCHS = 0 uses the absolute keys as given.
@@ -75,18 +91,27 @@ def add_fetalheart_config(cfg: CN) -> None:
     cfg.SOLVER.BEST_CHECKPOINT_METRIC = ""
     cfg.SOLVER.BEST_CHECKPOINT_MODE = "max"
 
+
+def _add_dataset_keys(cfg: CN) -> None:
+    """DATASETS: a labelme2coco output folder and the fold."""
     # --- Data: a labelme2coco output folder. Each DATASETS.TRAIN/TEST name "<prefix>_<split>"
     # (split "train", "val", "fold<k>_train", "fold<k>_val") not registered yet is registered from
     # ROOT/annotations/<split>.json with images in ROOT/images.
     cfg.DATASETS.ROOT = ""
     cfg.DATASETS.FOLD = -1  # which cross-validation fold this run trains on; -1 = a plain split
 
+
+def _add_test_keys(cfg: CN) -> None:
+    """TEST: validation loss and evaluation during training."""
     # --- Validation: loss terms on the validation set every TEST.EVAL_PERIOD (0 = one epoch).
     cfg.TEST.VAL_LOSS = True
     cfg.TEST.EVAL_DURING_TRAINING = True  # False: no COCO/IoU evaluation in training (evaluate afterwards)
     cfg.TEST.VAL_LOSS_PERIOD = 0  # iterations between validation-loss passes; 0 = TEST.EVAL_PERIOD
     cfg.TEST.VAL_LOSS_MAX_IMAGES = 0  # 0 = whole validation set
 
+
+def _add_eval_keys(cfg: CN) -> None:
+    """EVAL: how predictions are scored (fetalheart.evaluation.settings)."""
     # --- Evaluation (fetalheart.evaluation).
     cfg.EVAL = CN()
     cfg.EVAL.SCORE_THRESH = 0.5  # predicted masks with score >= this count for IoU/Dice
@@ -96,6 +121,9 @@ def add_fetalheart_config(cfg: CN) -> None:
     cfg.EVAL.BOUNDARY_METRICS = False  # HD95 / ASSD per class (slower)
     cfg.EVAL.SEED = 0
 
+
+def _add_study_keys(cfg: CN) -> None:
+    """STUDY and SEED: which model of the study this is, under which protocol."""
     # --- Which model of the study this is (Table 5: 1..22) and under which protocol it was trained.
     cfg.STUDY = CN()
     cfg.STUDY.MODEL_ID = 0

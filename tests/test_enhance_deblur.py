@@ -4,7 +4,7 @@ Quality is measured on the interior (12 px margin), as the issue asks.
 """
 
 from fetalheart.enhance import blind_deblur, enhance, estimate_kernel, kernel_sigma
-from fetalheart.enhance.deblur import deconvolve, widen_kernel
+from fetalheart.enhance.deblur import DeblurParams, deconvolve, widen_kernel
 
 import cv2
 import numpy as np
@@ -78,19 +78,19 @@ def test_sharp_image_is_deconvolved_with_the_floor_by_default():
     assert np.abs(result.image - noisy).mean() > 2 / 255  # changed (the study deblurred every image)
     assert result.image.min() >= 0 and result.image.max() <= 1
     # A higher floor deconvolves with a wider kernel: a stronger change.
-    wider = blind_deblur(noisy, min_sigma=1.5)
+    wider = blind_deblur(noisy, DeblurParams(min_sigma=1.5))
     assert kernel_sigma(wider.kernel) == pytest.approx(1.5, abs=1e-3)
     assert np.abs(wider.image - noisy).mean() > np.abs(result.image - noisy).mean()
 
 
 def test_skip_sharp_leaves_a_sharp_image_unchanged():
     noisy = _sharp_noisy()
-    result = blind_deblur(noisy, skip_sharp=True)
+    result = blind_deblur(noisy, DeblurParams(skip_sharp=True))
     assert result.kernel.max() == 1.0 and result.kernel.sum() == 1.0  # a delta
     assert np.array_equal(result.image, noisy)
     # ... but not a blurred one: its estimate is above the floor.
     blurred = blur(natural_gray("camera", 128), TRUE_K)
-    assert not np.array_equal(blind_deblur(blurred, skip_sharp=True).image, blurred)
+    assert not np.array_equal(blind_deblur(blurred, DeblurParams(skip_sharp=True)).image, blurred)
 
 
 def test_widen_kernel_follows_the_gaussian_semigroup():

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from fetalheart.enhance.spec import DEFAULT_PARAMS, SPECS_OF_STUDY
-from fetalheart.utils.cli import add_jobs, add_overwrite, add_quiet, run_cli
+from fetalheart.utils.cli import add_jobs, add_overwrite, add_quiet, key_value, run_cli
 
 EPILOG = f"""examples:
   tools/enhance_dataset.py --coco datasets/fetal4ch/annotations/train.json \\
@@ -38,13 +38,6 @@ parameters (--param KEY=VALUE): {", ".join(f"{k}={v}" for k, v in DEFAULT_PARAMS
 """
 
 
-def parse_param(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enhance_dataset.py", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, help="output dataset folder")
     p.add_argument("--mask", choices=["none", "auto"], default="none",
                    help="auto: equalise inside the detected ultrasound sector only (default none)")
-    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="KEY=VALUE",
+    p.add_argument("--param", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="override a parameter; repeatable")
     add_jobs(p, 1)
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -65,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None) -> int:
-    from fetalheart.enhance.dataset import enhance_coco
+    from fetalheart.enhance.dataset import EnhanceOptions, enhance_coco
     from fetalheart.enhance.stats import changes_table
 
     args = build_parser().parse_args(argv)
-    summary = enhance_coco(args.coco, args.images, args.spec, args.output, params=dict(args.param),
-                           mask=args.mask, workers=args.jobs, overwrite=args.overwrite, quiet=args.quiet,
-                           cache_dir=args.cache_dir)
+    options = EnhanceOptions(params=dict(args.param), mask=args.mask, cache_dir=args.cache_dir, workers=args.jobs)
+    summary = enhance_coco(args.coco, args.images, args.spec, args.output, options, overwrite=args.overwrite,
+                           quiet=args.quiet)
     if not args.quiet:
         print(f"{summary['spec']}: {summary['images']} images ({summary['enhanced']} enhanced, "
               f"{summary['cached']} cached); json: {summary['json']}; image_root: {summary['image_root']}",

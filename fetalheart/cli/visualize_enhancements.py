@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetalheart.cli.enhance_dataset import parse_param
 from fetalheart.enhance.spec import SPECS_OF_STUDY
-from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
+from fetalheart.utils.cli import add_overwrite, add_quiet, key_value, run_cli
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import atomic_path
 
@@ -29,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", default=",".join(SPECS_OF_STUDY),
                    help="comma-separated specs (default: the study's 11)")
     p.add_argument("--mask", choices=["none", "auto"], default="none", help="equalise inside the sector only")
-    p.add_argument("--param", action="append", default=[], type=parse_param, metavar="KEY=VALUE",
+    p.add_argument("--param", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="override an enhancement parameter; repeatable")
     p.add_argument("--cols", type=int, default=4, help="cells per row (default 4)")
     p.add_argument("--title", help="figure title")

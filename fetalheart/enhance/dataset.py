@@ -25,6 +25,7 @@ import json
 import os
 from collections.abc import Mapping
 from concurrent.futures import as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,23 +167,22 @@ def _write_report(output: Path, coco_json: Path, enhancer: Enhancer, counts: dic
     return write_json_atomic(path, report)
 
 
-def enhance_coco(
-    coco_json: str | os.PathLike,
-    images_dir: str | os.PathLike,
-    spec: str,
-    output: str | os.PathLike,
-    *,
-    params: Mapping[str, Any] | None = None,
-    mask: str = "none",
-    workers: int = 1,
-    overwrite: bool = False,
-    quiet: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Enhance every image of ``coco_json`` with ``spec``; a summary (counts, paths, change statistics).
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """How a dataset is enhanced besides its spec: parameters, mask, bd's kernel cache, worker processes."""
 
-    ``cache_dir``: bd kernel cache (default ``OUT/enhance_cache``); share it between specs.
-    """
+    params: Mapping[str, Any] | None = None  # overrides of DEFAULT_PARAMS
+    mask: str = "none"  # "none" | "auto" (inside the detected ultrasound sector)
+    cache_dir: str | os.PathLike | None = None  # bd kernel cache (default OUT/enhance_cache); share it between specs
+    workers: int = 1
+
+
+def enhance_coco(coco_json: str | os.PathLike, images_dir: str | os.PathLike, spec: str, output: str | os.PathLike,
+                 options: EnhanceOptions | None = None, *, overwrite: bool = False, quiet: bool = False
+                 ) -> dict[str, Any]:
+    """Enhance every image of ``coco_json`` with ``spec``; a summary (counts, paths, change statistics)."""
+    o = options or EnhanceOptions()
+    params, mask, workers, cache_dir = o.params, o.mask, o.workers, o.cache_dir
     ops = parse_spec(spec)
     name = spec_name(ops)
     resolved = resolve_params(params)

@@ -370,30 +370,34 @@ def deblur_with_kernel(
     return DeblurResult(deconvolve(img, k, method=method, nsr=nsr, rl_iters=rl_iters), k, sigma)
 
 
-def blind_deblur(
-    image: np.ndarray,
-    *,
-    kernel_size: int = 15,
-    lam: float = 4e-3,
-    iters: int = 5,
-    method: str = "wiener",
-    nsr: float = 0.01,
-    rl_iters: int = 10,
-    max_size: int = 128,
-    min_sigma: float = 1.0,
-    skip_sharp: bool = False,
-    mask: np.ndarray | None = None,
-) -> DeblurResult:
+@dataclass(frozen=True)
+class DeblurParams:
+    """bd's parameters: the kernel estimate (first four) and the deconvolution (the rest)."""
+
+    kernel_size: int = 15
+    lam: float = 4e-3
+    iters: int = 5
+    max_size: int = 128
+    method: str = "wiener"
+    nsr: float = 0.01
+    rl_iters: int = 10
+    min_sigma: float = 1.0
+    skip_sharp: bool = False
+
+
+def blind_deblur(image: np.ndarray, params: DeblurParams | None = None, *, mask: np.ndarray | None = None
+                 ) -> DeblurResult:
     """Blind deblurring of one float grayscale image in [0, 1]: kernel estimate, then deconvolution.
 
     ``mask`` (boolean H x W, e.g. the ultrasound sector) chooses where the kernel is estimated;
     the whole image is deconvolved. ``min_sigma`` / ``skip_sharp``: see :func:`deblur_with_kernel`.
     """
+    p = params or DeblurParams()
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError("blind_deblur expects a 2-D (grayscale/luminance) image")
     if float(img.max() - img.min()) < 1e-6:  # constant: no edge to estimate from
-        return DeblurResult(img.copy(), _delta(kernel_size), 0.0)
-    k = estimate_kernel(img, kernel_size=kernel_size, lam=lam, iters=iters, max_size=max_size, mask=mask)
-    return deblur_with_kernel(img, k, method=method, nsr=nsr, rl_iters=rl_iters, min_sigma=min_sigma,
-                              skip_sharp=skip_sharp)
+        return DeblurResult(img.copy(), _delta(p.kernel_size), 0.0)
+    k = estimate_kernel(img, kernel_size=p.kernel_size, lam=p.lam, iters=p.iters, max_size=p.max_size, mask=mask)
+    return deblur_with_kernel(img, k, method=p.method, nsr=p.nsr, rl_iters=p.rl_iters, min_sigma=p.min_sigma,
+                              skip_sharp=p.skip_sharp)

@@ -161,14 +161,8 @@ class Heart:
         lv = _half_ellipse(self.lv["cu"], mv + g, self.lv["a"] * kv, self.lv["L"] * kv)
         ra = _atrium(self.ra["cu"], self.ra["cv"], self.ra["a"] * ka, self.ra["b"] * ka, tv - g)
         la = _atrium(self.la["cu"], self.la["cv"], self.la["a"] * ka, self.la["b"] * ka, mv - g)
-        # AV valve orifices, from annulus to annulus (blood between atrium and ventricle).
-        tv_l, tv_r = self.rv["cu"] - self.rv["a"] * 0.92, self.rv["cu"] + self.rv["a"] * 0.85
-        mv_l, mv_r = self.lv["cu"] - self.lv["a"] * 0.85, self.lv["cu"] + self.lv["a"] * 0.92
-        tv_orifice = np.array([[tv_l, tv - g - 0.02], [tv_r, tv - g - 0.02], [tv_r, tv + g + 0.02], [tv_l, tv + g + 0.02]])
-        mv_orifice = np.array([[mv_l, mv - g - 0.02], [mv_r, mv - g - 0.02], [mv_r, mv + g + 0.02], [mv_l, mv + g + 0.02]])
         thick = 0.045
-        tv_leaf = _leaflets((tv_l, tv), (tv_r, tv), av_open, +1, thick)
-        mv_leaf = _leaflets((mv_l, mv), (mv_r, mv), av_open, +1, thick)
+        tv_orifice, tv_leaf, mv_orifice, mv_leaf = self._av_valves(g, av_open, thick)
         # Aortic root between the atria (as in a slightly tilted 4-chamber view), pulmonary root
         # beside the right ventricle; both with cusps that open in systole.
         av_c, av_r = (0.02, -0.25), 0.105
@@ -202,6 +196,17 @@ class Heart:
         }  # fmt: skip
         carve = [("RV", "TV"), ("RA", "TV"), ("LV", "MV"), ("LA", "MV")]
         return layers, structures, carve
+
+    def _av_valves(self, g: float, opening: float, thick: float) -> tuple[np.ndarray, list, np.ndarray, list]:
+        """Tricuspid and mitral orifices (blood from annulus to annulus) and their leaflets."""
+        tv, mv = self.v_tv, self.v_mv
+        tv_l, tv_r = self.rv["cu"] - self.rv["a"] * 0.92, self.rv["cu"] + self.rv["a"] * 0.85
+        mv_l, mv_r = self.lv["cu"] - self.lv["a"] * 0.85, self.lv["cu"] + self.lv["a"] * 0.92
+        tv_orifice = np.array([[tv_l, tv - g - 0.02], [tv_r, tv - g - 0.02], [tv_r, tv + g + 0.02], [tv_l, tv + g + 0.02]])
+        mv_orifice = np.array([[mv_l, mv - g - 0.02], [mv_r, mv - g - 0.02], [mv_r, mv + g + 0.02], [mv_l, mv + g + 0.02]])
+        tv_leaf = _leaflets((tv_l, tv), (tv_r, tv), opening, +1, thick)
+        mv_leaf = _leaflets((mv_l, mv), (mv_r, mv), opening, +1, thick)
+        return tv_orifice, tv_leaf, mv_orifice, mv_leaf
 
     @staticmethod
     def thorax() -> list[tuple[np.ndarray, float]]:

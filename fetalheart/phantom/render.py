@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from fetalheart.phantom.anatomy import (
     BLOOD,
@@ -201,6 +202,103 @@ def _no_heart_scene(canvas, rng, sector: Sector, t: float, shadows: list) -> Non
             shadows.append((c, 0.1 * sector.radius, 0.9))
 
 
+@dataclass(frozen=True)
+class _FrameSpec:
+    """What one frame's rendering depends on."""
+
+    index: int
+    seed: int
+    fps: float
+    size: tuple[int, int]  # (w, h)
+    category: str
+
+    @property
+    def t(self) -> float:
+        return self.index / float(self.fps)
+
+
+def _frame_category(index: int, seed: int, fps: float, n_frames: int | None, category: str | None,
+                    proportions: Mapping[str, float] | Sequence[float] | None) -> tuple[str, int]:
+    """(category, run id): forced, from the seeded schedule of an ``n_frames`` video, or ``"heart"``."""
+    if category is not None:
+        if category not in CATEGORIES:
+            raise FetalHeartError(f"unknown frame category {category!r}; expected one of {', '.join(CATEGORIES)}")
+        return category, 0
+    if n_frames is None:
+        return "heart", 0
+    if not 0 <= index < n_frames:
+        raise FetalHeartError(f"frame index {index} outside 0..{n_frames - 1}")
+    cats, runs = schedule_runs(int(n_frames), int(seed), normalise_proportions(proportions), float(fps))
+    return CATEGORIES[cats[index]], runs[index]
+
+
+def _draw_hearts(canvas: np.ndarray, frame: _FrameSpec, sector: Sector, shadows: list) -> list[dict]:
+    """One heart (or two, side by side) drawn into ``canvas``; their LabelMe shapes; spine shadows appended."""
+    seed, t = frame.seed, frame.t
+    if frame.category == "multiple_hearts":
+        # Two fetuses side by side (e.g. twins or a split view): each heart annotated, group_id 0/1.
+        specs = [(-math.radians(17.0), 0.55, 0.115, 12.0), (math.radians(17.0), 0.55, 0.115, 12.0)]
+    else:
+        specs = [(math.radians(2.0), 0.47, 0.19, 20.0)]
+    hearts = []
+    for k, (angle, depth, scale, tilt) in enumerate(specs):
+        heart = Heart(np.random.default_rng([seed, k, 3]))
+        base = np.random.default_rng([seed, k, 5])
+        pose = Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
+        hearts.append((heart, pose))
+    for _, pose in hearts:
+        for pts, value in Heart.thorax():
+            _fill(canvas, to_image(pts, pose), value)
+    shapes: list[dict] = []
+    for k, (heart, pose) in enumerate(hearts):
+        layers, structures, carve = heart.shapes(t + 0.21 * k)
+        for pts, value in layers:
+            _fill(canvas, to_image(pts, pose), value)
+        img_structs = {n: [to_image(p, pose) for p in ps] for n, ps in structures.items()}
+        gid = k  # 0 for a single heart: its multi-part structures (open valves) stay one instance
+        shapes.extend(labelme_shapes(img_structs, carve, sector, frame.size, gid))
+        sp = heart.spine
+        centre = to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
+        shadows.append(((float(centre[0]), float(centre[1])), sp["a"] * pose[3], 0.8))
+    return shapes
+
+
+def _echo_image(canvas: np.ndarray, frame: _FrameSpec, sector: Sector, shadows: list) -> np.ndarray:
+    """Echogenicity map -> grey uint8 echo image: texture, gain, shadows, speckle, blur, log compression."""
+    w, h = frame.size
+    seed, t = frame.seed, frame.t
+    # Smooth multipliers (tissue texture drifting with the probe, depth gain, shadows) are
+    # combined at 1/4 resolution and upsampled once; speckle is screen-fixed like a scanner's.
+    qh, qw = sector.q_shape
+    dx = 0.02 * sector.radius * math.sin(0.9 * t + seed)
+    m = np.array([[0.25, 0, 4.0 - dx / 16.0], [0, 0.25, 4.0]], np.float32)
+    mult = cv2.warpAffine(
+        _texture(seed, frame.size), m, (qw, qh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT
+    )
+    mult += 1.0
+    mult *= sector.gain_q
+    for centre, half_width, strength in shadows:
+        mult *= _shadow(sector, centre, half_width, strength)
+    canvas = cv2.multiply(canvas, cv2.resize(mult, (w, h), interpolation=cv2.INTER_LINEAR))
+    canvas = cv2.multiply(canvas, _speckle(seed, frame.index, frame.size))
+    # Point-spread blur that grows with depth: blend a sharp and a broad (lateral) blur.
+    img = cv2.GaussianBlur(canvas, (0, 0), sigmaX=0.6, sigmaY=0.5)
+    broad = cv2.GaussianBlur(canvas, (0, 0), sigmaX=2.6, sigmaY=1.1)
+    cv2.subtract(broad, img, dst=broad)
+    cv2.multiply(broad, sector.blur_weight, dst=broad)
+    cv2.add(img, broad, dst=img)
+    if frame.category == "out_of_focus":
+        img = _defocus(img, np.random.default_rng([seed, frame.index, 29]))
+    # Log compression to display grey levels, then the (anti-aliased) fan.
+    cv2.max(img, 0.0, dst=img)
+    img *= 24.0
+    img += 1.0
+    cv2.log(img, dst=img)
+    cv2.multiply(img, sector.display, dst=img)
+    return cv2.convertScaleAbs(img)  # saturating cast to uint8
+
+
 def render_frame(
     index: int,
     *,
@@ -218,88 +316,24 @@ def render_frame(
     ``make_phantom`` writes exactly these images and shapes.
     """
     w, h = int(size[0]), int(size[1])
-    size = (w, h)
     if w < 64 or h < 64:
         raise FetalHeartError(f"phantom frames must be at least 64x64 pixels, got {w}x{h}")
     if fps <= 0:
         raise FetalHeartError(f"fps must be positive, got {fps}")
-    run_id = 0
-    if category is None:
-        if n_frames is None:
-            category = "heart"
-        else:
-            if not 0 <= index < n_frames:
-                raise FetalHeartError(f"frame index {index} outside 0..{n_frames - 1}")
-            cats, runs = schedule_runs(int(n_frames), int(seed), normalise_proportions(proportions), float(fps))
-            category, run_id = CATEGORIES[cats[index]], runs[index]
-    elif category not in CATEGORIES:
-        raise FetalHeartError(f"unknown frame category {category!r}; expected one of {', '.join(CATEGORIES)}")
-    sector = sector_for(size)
-    t = index / float(fps)
-
+    category, run_id = _frame_category(index, seed, fps, n_frames, category, proportions)
+    frame = _FrameSpec(index, seed, fps, (w, h), category)
+    sector = sector_for((w, h))
     canvas = np.full((h, w), TISSUE, np.float32)
     shadows: list[tuple[tuple[float, float], float, float]] = []
     shapes: list[dict] = []
     if category == "no_heart":
-        _no_heart_scene(canvas, np.random.default_rng([seed, run_id, 23]), sector, t, shadows)
+        _no_heart_scene(canvas, np.random.default_rng([seed, run_id, 23]), sector, frame.t, shadows)
     else:
-        if category == "multiple_hearts":
-            # Two fetuses side by side (e.g. twins or a split view): each heart annotated, group_id 0/1.
-            specs = [(-math.radians(17.0), 0.55, 0.115, 12.0), (math.radians(17.0), 0.55, 0.115, 12.0)]
-        else:
-            specs = [(math.radians(2.0), 0.47, 0.19, 20.0)]
-        hearts = []
-        for k, (angle, depth, scale, tilt) in enumerate(specs):
-            heart = Heart(np.random.default_rng([seed, k, 3]))
-            base = np.random.default_rng([seed, k, 5])
-            pose = Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
-            hearts.append((heart, pose))
-        for _, pose in hearts:
-            for pts, value in Heart.thorax():
-                _fill(canvas, to_image(pts, pose), value)
-        for k, (heart, pose) in enumerate(hearts):
-            layers, structures, carve = heart.shapes(t + 0.21 * k)
-            for pts, value in layers:
-                _fill(canvas, to_image(pts, pose), value)
-            img_structs = {n: [to_image(p, pose) for p in ps] for n, ps in structures.items()}
-            gid = k  # 0 for a single heart: its multi-part structures (open valves) stay one instance
-            shapes.extend(labelme_shapes(img_structs, carve, sector, size, gid))
-            sp = heart.spine
-            centre = to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
-            shadows.append(((float(centre[0]), float(centre[1])), sp["a"] * pose[3], 0.8))
-
-    # Smooth multipliers (tissue texture drifting with the probe, depth gain, shadows) are
-    # combined at 1/4 resolution and upsampled once; speckle is screen-fixed like a scanner's.
-    qh, qw = sector.q_shape
-    dx = 0.02 * sector.radius * math.sin(0.9 * t + seed)
-    m = np.array([[0.25, 0, 4.0 - dx / 16.0], [0, 0.25, 4.0]], np.float32)
-    mult = cv2.warpAffine(
-        _texture(seed, size), m, (qw, qh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
-    )
-    mult += 1.0
-    mult *= sector.gain_q
-    for centre, half_width, strength in shadows:
-        mult *= _shadow(sector, centre, half_width, strength)
-    canvas = cv2.multiply(canvas, cv2.resize(mult, (w, h), interpolation=cv2.INTER_LINEAR))
-    canvas = cv2.multiply(canvas, _speckle(seed, index, size))
-    # Point-spread blur that grows with depth: blend a sharp and a broad (lateral) blur.
-    img = cv2.GaussianBlur(canvas, (0, 0), sigmaX=0.6, sigmaY=0.5)
-    broad = cv2.GaussianBlur(canvas, (0, 0), sigmaX=2.6, sigmaY=1.1)
-    cv2.subtract(broad, img, dst=broad)
-    cv2.multiply(broad, sector.blur_weight, dst=broad)
-    cv2.add(img, broad, dst=img)
-    if category == "out_of_focus":
-        img = _defocus(img, np.random.default_rng([seed, index, 29]))
-    # Log compression to display grey levels, then the (anti-aliased) fan.
-    cv2.max(img, 0.0, dst=img)
-    img *= 24.0
-    img += 1.0
-    cv2.log(img, dst=img)
-    cv2.multiply(img, sector.display, dst=img)
-    grey = cv2.convertScaleAbs(img)  # saturating cast to uint8
-    text = text_layout(seed, float(fps), size)
+        shapes = _draw_hearts(canvas, frame, sector, shadows)
+    grey = _echo_image(canvas, frame, sector, shadows)
+    text = text_layout(seed, float(fps), (w, h))
     if text is not None:
-        _draw_text(grey, text[0], t)
+        _draw_text(grey, text[0], frame.t)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), shapes, category
 
 

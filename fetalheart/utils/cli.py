@@ -83,6 +83,16 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected numbers like 2,14, got {text!r}") from None
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type: ``"clahe_clip_limit=3"`` -> ("clahe_clip_limit", "3") (``--param KEY=VALUE``)."""
+    import argparse
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def add_int_list(p, flag: str, help: str, **kwargs) -> None:
     """A list flag written ``--flag 2,14`` (``--flag 2 14`` is accepted too: see ``join_int_lists``)."""
     p.add_argument(flag, type=int_list, metavar="N,N,...", help=help, **kwargs)
