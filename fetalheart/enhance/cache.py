@@ -45,26 +45,56 @@ def cache_key(image: np.ndarray, spec: str, params: dict[str, Any], mask: Any) -
     return hashlib.sha256((image_digest(image) + "|" + meta).encode()).hexdigest()
 
 
-class ImageCache:
-    """Disk cache (optional) in front of which sits an LRU of ``memory_items`` arrays."""
+class MemoryLru:
+    """The in-memory half of a cache: at most ``items`` arrays, the least recently used dropped first."""
+
+    def __init__(self, items: int):
+        self.items = items
+        self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, key: str) -> np.ndarray | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def remember(self, key: str, value: np.ndarray) -> None:
+        if self.items <= 0:
+            return
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.items:
+            self._entries.popitem(last=False)
+
+
+class KeyedCache:
+    """Arrays by content key: a ``MemoryLru`` in front of an optional folder of ``<key[:2]>/<key><SUFFIX>``
+    files; counts hits and misses. Subclasses say how an entry is read, checked and written."""
+
+    SUFFIX = ""
 
     def __init__(self, directory: str | os.PathLike | None = None, memory_items: int = 32):
         self.directory = Path(directory) if directory else None
-        self.memory_items = memory_items
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memory = MemoryLru(memory_items)
         self.hits = 0
         self.misses = 0
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None
-        return self.directory / key[:2] / f"{key}.png"
+        return self.directory / key[:2] / f"{key}{self.SUFFIX}"
+
+
+class ImageCache(KeyedCache):
+    """Finished images (PNG files) behind an LRU of ``memory_items`` arrays."""
+
+    SUFFIX = ".png"
 
     def get(self, key: str, like: np.ndarray) -> np.ndarray | None:
         """The cached image for ``key`` if present and shaped like ``like``."""
-        if key in self._memory:
-            self._memory.move_to_end(key)
+        remembered = self._memory.get(key)
+        if remembered is not None:
             self.hits += 1
-            return self._memory[key].copy()
+            return remembered.copy()
         if self.directory is not None:
             path = self._path(key)
             if path.is_file():
@@ -72,14 +102,14 @@ class ImageCache:
                 if img is not None and img.ndim == 2 and like.ndim == 3 and like.shape[2] == 1:
                     img = img[..., None]
                 if img is not None and img.shape == like.shape and img.dtype == like.dtype:
-                    self._remember(key, img)
+                    self._memory.remember(key, img.copy())
                     self.hits += 1
                     return img.copy()
         self.misses += 1
         return None
 
     def put(self, key: str, image: np.ndarray) -> None:
-        self._remember(key, image)
+        self._memory.remember(key, image.copy())
         if self.directory is None:
             return
         path = self._path(key)
@@ -87,11 +117,3 @@ class ImageCache:
             to_write = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
             if not cv2.imwrite(str(tmp), to_write):
                 raise OSError(f"cannot write cache entry {path}")
-
-    def _remember(self, key: str, image: np.ndarray) -> None:
-        if self.memory_items <= 0:
-            return
-        self._memory[key] = image.copy()
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.memory_items:
-            self._memory.popitem(last=False)

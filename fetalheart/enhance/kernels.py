@@ -20,13 +20,12 @@ import json
 import multiprocessing
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fetalheart.enhance.cache import CACHE_VERSION, image_digest
+from fetalheart.enhance.cache import CACHE_VERSION, KeyedCache, image_digest
 from fetalheart.enhance.deblur import kernel_sigma
 from fetalheart.enhance.spec import (
     KERNEL_PARAMS,
@@ -54,19 +53,13 @@ def kernel_key(plane: np.ndarray, params: Mapping[str, Any], mask: str | np.ndar
     return hashlib.sha256((image_digest(plane) + "|" + meta).encode()).hexdigest()
 
 
-class KernelCache:
-    """Estimated bd kernels: an in-memory LRU (kernels are ~2 KB) in front of an optional folder."""
+class KernelCache(KeyedCache):
+    """Estimated bd kernels: an in-memory LRU (kernels are ~2 KB) in front of an optional folder of .npy files."""
+
+    SUFFIX = ".npy"
 
     def __init__(self, directory: str | os.PathLike | None = None, memory_items: int = 4096):
-        self.directory = Path(directory) if directory else None
-        self.memory_items = memory_items
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def _path(self, key: str) -> Path:
-        assert self.directory is not None
-        return self.directory / key[:2] / f"{key}.npy"
+        super().__init__(directory, memory_items)
 
     def get(self, key: str, ksize: int) -> np.ndarray | None:
         """The cached kernel, or None (absent, or a damaged/foreign file: then it is re-estimated)."""
@@ -82,23 +75,15 @@ class KernelCache:
             self.misses += 1
             return None
         self.hits += 1
-        self._remember(key, k)
+        self._memory.remember(key, np.array(k, dtype=np.float64))
         return k.copy()
 
     def put(self, key: str, kernel: np.ndarray) -> None:
-        self._remember(key, kernel)
+        self._memory.remember(key, np.array(kernel, dtype=np.float64))
         if self.directory is None:
             return
         with atomic_path(self._path(key)) as tmp:
             np.save(tmp, np.asarray(kernel, dtype=np.float64))
-
-    def _remember(self, key: str, kernel: np.ndarray) -> None:
-        if self.memory_items <= 0:
-            return
-        self._memory[key] = np.array(kernel, dtype=np.float64)
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.memory_items:
-            self._memory.popitem(last=False)
 
 
 def _valid_kernel(k: np.ndarray, ksize: int) -> bool:
@@ -157,6 +142,24 @@ def process_pool(jobs: int, initializer: Any, initargs: tuple) -> ProcessPoolExe
                                initializer=initializer, initargs=initargs)
 
 
+def map_paths(work: Callable[[str], Any], paths: Sequence[str], jobs: int, initializer: Callable,
+              initargs: tuple, bar: Any) -> list:
+    """``work(path)`` for every path, in order, ticking ``bar``: in this process (one job or one path,
+    after ``initializer(*initargs)``) or in a spawned pool whose workers run the initializer."""
+    results = []
+    if jobs == 1 or len(paths) <= 1:
+        initializer(*initargs)
+        for p in paths:
+            results.append(work(p))
+            bar.update()
+    else:
+        with process_pool(jobs, initializer, initargs) as pool:
+            for r in pool.map(work, paths, chunksize=4):
+                results.append(r)
+                bar.update()
+    return results
+
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -207,18 +210,8 @@ def warm_bd_cache(
     start = time.perf_counter()
     init = (resolved, kdir, mask, image_format)
     bar = tqdm(total=len(paths), desc="bd kernels", unit="img", disable=quiet)
-    results: list[tuple[bool, float]] = []
     try:
-        if jobs == 1 or len(paths) <= 1:
-            _init_warm_worker(*init)
-            for p in paths:
-                results.append(_warm_one(p))
-                bar.update()
-        else:
-            with process_pool(jobs, _init_warm_worker, init) as pool:
-                for r in pool.map(_warm_one, paths, chunksize=4):
-                    results.append(r)
-                    bar.update()
+        results: list[tuple[bool, float]] = map_paths(_warm_one, paths, jobs, _init_warm_worker, init, bar)
     finally:
         bar.close()
     return _warm_summary(results, resolved, cache_dir, time.perf_counter() - start)

@@ -22,7 +22,7 @@ from typing import Any
 
 from fetalheart.enhance.deblur import kernel_sigma
 from fetalheart.enhance.enhancer import Enhancer
-from fetalheart.enhance.kernels import process_pool, read_image
+from fetalheart.enhance.kernels import map_paths, read_image
 from fetalheart.enhance.spec import used_params
 from fetalheart.utils.errors import FetalHeartError
 
@@ -144,16 +144,8 @@ def measure_changes(
     try:
         if enhancer.identity:
             records = [{"changed": [], "mad": [], "bd_sigma": None} for _ in paths]
-        elif jobs == 1 or len(paths) <= 1:
-            _init_worker(*init)
-            for p in paths:
-                records.append(_measure_one(p))
-                bar.update()
         else:
-            with process_pool(jobs, _init_worker, init) as pool:
-                for r in pool.map(_measure_one, paths, chunksize=4):
-                    records.append(r)
-                    bar.update()
+            records = map_paths(_measure_one, paths, jobs, _init_worker, init, bar)
     finally:
         bar.close()
     return summarise_changes(enhancer, records)
