@@ -215,7 +215,8 @@ def test_detectron2_importers_apply_the_shims_first():
     assert not needless, "these modules apply the shims without importing detectron2: " + ", ".join(needless)
 
 
-@pytest.mark.parametrize("modules", ["fetalheart.evaluation.metrics, fetalheart.evaluation.compare"])
+@pytest.mark.parametrize("modules", ["fetalheart.evaluation.metrics, fetalheart.evaluation.compare",
+                                     "fetalheart.evaluation.pooling, fetalheart.evaluation.report"])
 def test_statistics_modules_import_neither_torch_nor_detectron2(modules):
     code = (f"import {modules}, sys; bad = [m for m in ('torch', 'detectron2') if m in sys.modules]; "
             "assert not bad, bad")

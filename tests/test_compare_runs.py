@@ -6,7 +6,8 @@ import json
 from fetalheart.cli.compare_runs import main
 from fetalheart.config import get_cfg
 from fetalheart.evaluation import build_evaluators
-from fetalheart.evaluation.compare import compare, holm, load_runs, pool_folds
+from fetalheart.evaluation.compare import compare, holm, load_runs
+from fetalheart.evaluation.pooling import pool_folds
 from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np

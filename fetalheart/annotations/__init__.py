@@ -1,3 +1,4 @@
-"""LabelMe -> COCO: read every LabelMe-compatible variant (``labelme``), write COCO instances with RLE or
-polygons (``coco``, ``rle``), split without leaking neighbouring frames (``split``: grouped splits and K
-folds), the conversion stage itself (``convert``) and its human-readable report (``report``)."""
+"""LabelMe -> COCO: read every LabelMe-compatible variant (``labelme``), the per-file pass that checks a file
+and turns its shapes into instances (``reading``), COCO instances with polygons or RLE (``coco``, ``rle``),
+splits that do not leak neighbouring frames (``split``: grouped splits and K folds), the conversion stage
+itself (``convert``) and its report (``report``)."""

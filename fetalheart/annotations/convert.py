@@ -9,38 +9,23 @@ from __future__ import annotations
 
 import csv
 import math
-import multiprocessing
 import os
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import fetalheart
-from fetalheart.annotations.coco import coco_document, segmentation_from_parts, write_coco
+from fetalheart.annotations.coco import coco_document, write_coco
 from fetalheart.annotations.labelme import (
-    LabelmeError,
-    LabelmeFile,
-    clip_polygon,
     decode_image_data,
-    decode_mask_shape,
-    dedupe_vertices,
-    has_image_suffix,
-    image_info,
-    is_labelme,
-    is_self_intersecting,
     load_json,
-    parse_labelme,
-    paste_mask,
-    safe_image_name,
-    shape_polygon,
 )
-from fetalheart.annotations.report import report_markdown
+from fetalheart.annotations.reading import FileResult, LabelMap, ReadOptions, find_jobs, read_files
+from fetalheart.annotations.report import ConversionRun, build_report, report_markdown
 from fetalheart.annotations.split import (
     DEFAULT_GUARD_GAP,
-    EXCLUDED,
     TRAIN,
     VAL,
     Folds,
@@ -50,7 +35,7 @@ from fetalheart.annotations.split import (
     make_folds,
     make_split,
 )
-from fetalheart.classes import CLASS_NAMES, STRUCTURES, coco_categories, normalize_label
+from fetalheart.classes import CLASS_NAMES, coco_categories, normalize_label
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import (
     atomic_path,
@@ -64,10 +49,6 @@ from tqdm import tqdm
 
 IGNORE_LABEL = "__ignore__"
 _BACKGROUND_LABELS = {"_background_", "__background__", "background"}
-_FORMAT_SUFFIX = {
-    "PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "BMP": ".bmp", "DIB": ".bmp", "TIFF": ".tif", "GIF": ".gif",
-    "WEBP": ".webp",
-}
 #: Files the converter writes (glob patterns); any of them already present means OUT holds a dataset.
 OUTPUT_FILES = (
     "annotations/train.json",
@@ -82,26 +63,6 @@ _ANNOTATION_FILE_RE = re.compile(r"^(train|val|fold[0-9]+_(train|val))\.json$")
 
 
 # ------------------------------------------------------------------------------------------- labels
-
-
-@dataclass(frozen=True)
-class LabelMap:
-    """Source label -> category name, crowd (ignore) or unknown."""
-
-    categories: tuple[str, ...]
-    ignore: frozenset[str]  # lower-cased labels that become iscrowd regions
-
-    def lookup(self, label: str) -> tuple[str, str | None]:
-        """("category", name) | ("crowd", None) | ("unknown", None)."""
-        if label.strip().lower() in self.ignore:
-            return "crowd", None
-        canon = normalize_label(label)
-        if canon is not None and canon in self.categories:
-            return "category", canon
-        for c in self.categories:  # user labels outside the alias table: case-insensitive exact match
-            if c.lower() == label.strip().lower():
-                return "category", c
-        return "unknown", None
 
 
 def read_labels_file(path: Path) -> list[str]:
@@ -134,225 +95,7 @@ def categories_for(names: list[str]) -> list[dict]:
 # --------------------------------------------------------------------------------- per-file pass
 
 
-@dataclass
-class Job:
-    json_path: Path
-    rel_dir: str  # folder of the JSON relative to its INPUT root ("" for files given directly)
-    explicit: bool
-
-
-@dataclass
-class FileResult:
-    job: Job
-    status: str  # "ok", "skipped" (not LabelMe, in a folder), "invalid"
-    reason: str = ""
-    name: str = ""  # output image name, relative to OUT/images
-    source: str = ""  # resolved source image path, or "" for embedded imageData
-    embedded: bool = False
-    width: int = 0
-    height: int = 0
-    annotations: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    ignored_shapes: dict[str, int] = field(default_factory=dict)
-    unknown_skipped: dict[str, int] = field(default_factory=dict)
-    clipped_points: int = 0
-    degenerate: list[str] = field(default_factory=list)
-    self_intersecting: list[str] = field(default_factory=list)
-    unknown_keys: dict[str, int] = field(default_factory=dict)
-    four_point_rectangles: int = 0
-
-
-@dataclass(frozen=True)
-class _Options:
-    label_map: LabelMap
-    unknown: str
-    max_pixels: int
-
-
-def _resolve_image(lf: LabelmeFile, job: Job, opts: _Options, res: FileResult) -> None:
-    """Find and check the image: the ``imagePath`` file first; when that is missing or not an image
-    (LabelMe's tutorial file names the JSON itself), the embedded ``imageData``. When ``imageData`` is
-    broken but the file is fine, the file is used (it is read first)."""
-    candidate = None
-    if lf.image_path:
-        p = Path(lf.image_path)
-        candidate = p if p.is_absolute() else job.json_path.parent / p
-    info, file_problem = None, ""
-    if candidate is not None and candidate.is_file():
-        try:
-            info = image_info(candidate, opts.max_pixels)
-            res.source = str(candidate.resolve())
-            base = safe_image_name(lf.image_path)
-        except LabelmeError as exc:
-            if not lf.image_data:
-                raise
-            file_problem = f"imagePath {lf.image_path!r}: {exc}"
-    if info is None:
-        if not lf.image_data:
-            if candidate is not None:
-                raise LabelmeError(
-                    f"image not found: {candidate} (imagePath {lf.image_path!r}) and no embedded imageData"
-                )
-            raise LabelmeError("no image: empty imagePath and no imageData")
-        info, base = _embedded_image(lf, job, opts, file_problem)
-        res.embedded = True
-        if file_problem:
-            res.warnings.append(f"{file_problem}: used the embedded imageData")
-    res.name = f"{job.rel_dir}/{base}" if job.rel_dir else base
-    res.width, res.height = info.width, info.height
-    if (lf.height, lf.width) != (None, None) and (lf.height, lf.width) != (info.height, info.width):
-        res.warnings.append(
-            f"imageHeight x imageWidth = {lf.height}x{lf.width} but the image is {info.height}x{info.width}"
-            f"{' after EXIF rotation' if info.exif_transposed else ''}; using the image size"
-        )
-    if info.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        res.warnings.append(f"{info.mode} image: detectron2 reads it as 8-bit RGB, check the intensity range")
-
-
-def _embedded_image(lf: LabelmeFile, job: Job, opts: _Options, file_problem: str):
-    """(ImageInfo, output file name) of the embedded ``imageData``.
-
-    The name is ``imagePath``'s file name when that names an image, else the JSON's stem with the
-    suffix of the embedded format (``apc2016_obj3.json`` -> ``apc2016_obj3.jpg``).
-    """
-    try:
-        info = image_info(decode_image_data(lf.image_data or ""), opts.max_pixels)
-    except LabelmeError as exc:
-        raise LabelmeError(f"{file_problem}; embedded imageData: {exc}" if file_problem else str(exc)) from None
-    base = ""
-    if lf.image_path and not file_problem and has_image_suffix(lf.image_path):
-        try:
-            base = safe_image_name(lf.image_path)
-        except LabelmeError:
-            base = ""
-    return info, base or job.json_path.stem + _FORMAT_SUFFIX.get(info.format, ".img")
-
-
-def _instances(lf: LabelmeFile, opts: _Options, res: FileResult) -> None:
-    h, w = res.height, res.width
-    groups: dict[tuple, list] = {}
-    unknown: Counter[str] = Counter()
-    for s in lf.shapes:
-        kind, cat = opts.label_map.lookup(s.label)
-        if kind == "unknown":
-            unknown[s.label] += 1
-            continue
-        key = (kind, cat, s.group_id) if s.group_id is not None else (kind, cat, "shape", s.index)
-        groups.setdefault(key, []).append(s)
-    if unknown:
-        if opts.unknown == "error":
-            labels = ", ".join(f"{k!r}" for k in sorted(unknown))
-            raise LabelmeError(f"unknown label{'s' if len(unknown) > 1 else ''} {labels} (use --labels or --unknown skip)")
-        res.unknown_skipped = dict(unknown)
-    for (kind, cat, *_), shapes in groups.items():
-        polys, masks = [], []
-        for s in shapes:
-            tag = f"shape {s.index} ({s.label!r}, {s.shape_type})"
-            if s.shape_type == "mask":
-                crop, x0, y0 = decode_mask_shape(s)
-                full, clipped = paste_mask(crop, x0, y0, h, w)
-                res.clipped_points += int(clipped)
-                if not full.any():
-                    res.degenerate.append(f"{tag}: empty mask")
-                    continue
-                masks.append(full)
-                continue
-            poly = dedupe_vertices(shape_polygon(s))
-            outside = int(((poly[:, 0] < 0) | (poly[:, 0] > w) | (poly[:, 1] < 0) | (poly[:, 1] > h)).sum())
-            if outside:
-                res.clipped_points += outside
-                poly = dedupe_vertices(clip_polygon(poly, w, h))
-            if len(poly) < 3:
-                res.degenerate.append(f"{tag}: fewer than 3 distinct points" + (" inside the image" if outside else ""))
-                continue
-            if len(poly) > 3 and is_self_intersecting(poly):
-                res.self_intersecting.append(f"{tag}: kept as drawn (filled as pycocotools rasterises it)")
-            polys.append(poly)
-        if not polys and not masks:
-            continue
-        seg, area, bbox = segmentation_from_parts(polys, masks, h, w, force_rle=(kind == "crowd"))
-        if area == 0:
-            res.degenerate.append(f"shapes {[s.index for s in shapes]} ({shapes[0].label!r}): zero area")
-            continue
-        res.annotations.append(
-            {"category": cat, "iscrowd": int(kind == "crowd"), "segmentation": seg, "area": area, "bbox": bbox}
-        )
-
-
-def process_file(job: Job, opts: _Options) -> FileResult:
-    """Read, validate and rasterise one LabelMe file; never raises for bad input."""
-    res = FileResult(job, "ok")
-    try:
-        obj = load_json(job.json_path)
-        if not is_labelme(obj):
-            if job.explicit:
-                raise LabelmeError("not a LabelMe file (no 'shapes' or 'imagePath')")
-            res.status, res.reason = "skipped", _describe_non_labelme(obj)
-            return res
-        lf = parse_labelme(obj, job.json_path)
-        res.ignored_shapes = dict(lf.ignored_shapes)
-        res.unknown_keys = dict(lf.unknown_keys)
-        res.four_point_rectangles = lf.four_point_rectangles
-        _resolve_image(lf, job, opts, res)
-        _instances(lf, opts, res)
-    except LabelmeError as exc:
-        res.status, res.reason, res.annotations = "invalid", str(exc), []
-    except OSError as exc:
-        res.status, res.reason, res.annotations = "invalid", f"{exc.strerror or exc}", []
-    return res
-
-
-def _describe_non_labelme(obj: Any) -> str:
-    if isinstance(obj, dict) and {"images", "annotations"} <= obj.keys():
-        return "a COCO file (an earlier output?), not LabelMe"
-    return f"not a LabelMe file (a JSON {type(obj).__name__})"
-
-
-_WORKER_OPTS: _Options | None = None
-
-
-def _init_worker(opts: _Options) -> None:
-    global _WORKER_OPTS
-    _WORKER_OPTS = opts
-
-
-def _work(job: Job) -> FileResult:
-    assert _WORKER_OPTS is not None
-    return process_file(job, _WORKER_OPTS)
-
-
 # ----------------------------------------------------------------------------------- the pipeline
-
-
-def find_jobs(inputs: list[Path], out_dir: Path) -> tuple[list[Job], list[str]]:
-    """Every ``*.json`` under folder inputs (recursively, sorted), plus files given directly.
-
-    Matching the suffix exactly (not "contains .json") and skipping OUT keeps an earlier output
-    from being read as input.
-    """
-    jobs, problems = [], []
-    out_res = out_dir.resolve()
-    seen: set[Path] = set()
-    for inp in inputs:
-        inp = Path(inp)
-        if inp.is_dir():
-            for p in sorted(inp.rglob("*")):
-                if p.suffix.lower() != ".json" or not p.is_file():
-                    continue
-                rp = p.resolve()
-                if rp.is_relative_to(out_res) or any(part.startswith(".") for part in p.relative_to(inp).parts):
-                    continue
-                rel = p.parent.relative_to(inp).as_posix()
-                if rp not in seen:
-                    seen.add(rp)
-                    jobs.append(Job(p, "" if rel == "." else rel, False))
-        elif inp.is_file():
-            if inp.resolve() not in seen:
-                seen.add(inp.resolve())
-                jobs.append(Job(inp, "", True))
-        else:
-            problems.append(f"{inp}: no such file or folder")
-    return jobs, problems
 
 
 @dataclass(frozen=True)
@@ -435,16 +178,16 @@ def convert(inputs: list[Path], out_dir: Path, options: ConvertOptions | None = 
     label_map = LabelMap(tuple(cat_names), frozenset(x.strip().lower() for x in ignore))
     val_entries = _read_val_list(o.val_list)  # an unreadable list fails before the (slow) reading pass
     job_list, problems = find_jobs([Path(p) for p in inputs], out_dir)
-    results = _run_jobs(job_list, _Options(label_map, o.unknown, o.max_pixels or MAX_IMAGE_PIXELS), jobs, quiet)
+    results = read_files(job_list, ReadOptions(label_map, o.unknown, o.max_pixels or MAX_IMAGE_PIXELS), jobs, quiet)
     kept, problems, skipped, dropped_empty = _collect(results, problems, o.skip_invalid, o.drop_empty)
 
     times, index_sources = frame_times(kept)
     split, assignments = _make_split([r.name for r in kept], o, guard_gap, times, val_entries)
     categories = categories_for(cat_names)
     docs = _documents(kept, split, assignments, cat_names, categories)
-    run = _Run(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty,
+    run = ConversionRun(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty,
                o.report_dict(ignore, guard_gap), index_sources)
-    report = _build_report(run, docs)
+    report = build_report(run, docs)
 
     # ---- write (only now: every check above passed)
     _write_outputs(out_dir, kept, docs, categories, report, o.link, quiet)
@@ -664,202 +407,3 @@ def _symlink_atomic(src: Path, target: Path) -> None:
         os.symlink(src, tmp)
 
 
-def _run_jobs(job_list: list[Job], opts: _Options, jobs: int | None, quiet: bool) -> list[FileResult]:
-    n_jobs = jobs or min(os.cpu_count() or 1, 8)
-    bar = dict(total=len(job_list), desc="labelme", unit="file", disable=quiet, file=sys.stderr)
-    if n_jobs <= 1 or len(job_list) < 64:  # a pool costs more than it saves on small inputs
-        return [process_file(j, opts) for j in tqdm(job_list, **bar)]
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(opts,)) as pool:
-        return list(tqdm(pool.imap(_work, job_list, chunksize=8), **bar))
-
-
-#: Said in the report (json and md) whenever ignore regions were written.
-CROWD_NOTE = (
-    "Ignore regions (iscrowd=1) are trained as background, because detectron2's DatasetMapper drops iscrowd "
-    "annotations from the training targets, and are excluded from evaluation."
-)
-
-
-@dataclass
-class _Run:
-    """What the report is made from."""
-
-    inputs: list
-    out_dir: Path
-    kept: list[FileResult]
-    split: Split | Folds
-    cat_names: list[str]
-    problems: list[str]
-    skipped: list[str]
-    dropped_empty: list[str]
-    options: dict
-    index_sources: dict[str, int]
-
-
-def _counts(kept: list[FileResult], names: set[str], cat_names: list[str]) -> tuple[dict[str, int], int]:
-    """Instances per class and ignore regions (one per drawn region, not per class copy) in ``names``."""
-    c: Counter[str] = Counter()
-    crowd = 0
-    for r in kept:
-        if r.name in names:
-            for a in r.annotations:
-                if a["iscrowd"]:
-                    crowd += 1
-                else:
-                    c[a["category"]] += 1
-    return {n: c.get(n, 0) for n in cat_names}, crowd
-
-
-def _names_on(assignment: dict[str, str], side: str) -> set[str]:
-    return {n for n, s in assignment.items() if s == side}
-
-
-def _build_report(run: _Run, docs: dict) -> dict:
-    kept, split, cat_names = run.kept, run.split, run.cat_names
-    used = {img["file_name"] for imgs, _ in docs.values() for img in imgs}
-    written = [r for r in kept if r.name in used]
-    report = {
-        "tool": "fetalheart-labelme2coco",
-        "fetalheart_version": fetalheart.__version__,
-        "inputs": [str(p) for p in run.inputs],
-        "output": str(run.out_dir),
-        "options": run.options,
-        "categories": list(cat_names),
-        "colors": {s.name: list(s.color) for s in STRUCTURES if s.name in cat_names},
-        "mask_format": "bitmask" if any(_has_rle(a) for r in written for a in r.annotations if not a["iscrowd"])
-        else "polygon",
-    }
-    if isinstance(split, Folds):
-        report.update(_folds_sections(run))
-    else:
-        report.update(_split_sections(run))
-    if sum(v if isinstance(v, int) else sum(v) for v in report["crowd_regions"].values()):
-        report["ignore_regions_note"] = CROWD_NOTE
-    report["validation"] = _validation_section(run)
-    return report
-
-
-def _split_info(run: _Run) -> dict:
-    split = run.split
-    guard_seconds = run.options.get("guard_seconds")
-    notes = list(split.notes)
-    if split.guard is not None:
-        src = run.index_sources
-        notes.append(
-            "source frame index: from frames.csv for "
-            f"{src.get('frames.csv', 0)} images, from the file name for {src.get('file name', 0)}, "
-            f"unknown (position in name order) for {src.get('none', 0)}"
-        )
-    return {
-        "method": split.method,
-        "grouping": split.grouping,
-        "grouping_rule": "regex" if run.options.get("group_regex") else "file_name",
-        "groups": {},
-        "notes": notes,
-        "warnings": list(split.warnings),
-        "guard": {
-            "unit": "seconds" if guard_seconds is not None else "source_frames",
-            "value": guard_seconds if guard_seconds is not None else run.options["guard_gap"],
-            "applied": split.guard is not None,
-        },
-        "frame_index_source": run.index_sources,
-    }
-
-
-def _split_sections(run: _Run) -> dict:
-    split: Split = run.split  # type: ignore[assignment]
-    a = split.assignment
-    train, val = _names_on(a, TRAIN), _names_on(a, VAL)
-    inst_train, crowd_train = _counts(run.kept, train, run.cat_names)
-    inst_val, crowd_val = _counts(run.kept, val, run.cat_names)
-    info = _split_info(run)
-    info.update(
-        val_fraction_requested=run.options["val_fraction"],
-        val_fraction_actual=round(len(val) / max(1, len(train) + len(val)), 4),
-        groups=split.groups,
-    )
-    # keep the historical key order: method, fractions, grouping, groups, notes first
-    info = {k: info[k] for k in ("method", "val_fraction_requested", "val_fraction_actual", "grouping",
-                                 "grouping_rule", "groups", "notes", "warnings", "guard", "frame_index_source")}
-    return {
-        "images": {
-            "train": len(train),
-            "val": len(val),
-            "excluded_guard_gap": sum(1 for v in a.values() if v == EXCLUDED),
-            "empty_kept": sum(1 for r in run.kept if not r.annotations),
-            "dropped_empty": len(run.dropped_empty),
-            "total": len(run.kept),
-        },
-        "split": info,
-        "instances": {
-            "train": inst_train,
-            "val": inst_val,
-            "total": {n: inst_train[n] + inst_val[n] for n in run.cat_names},
-        },
-        "crowd_regions": {"train": crowd_train, "val": crowd_val},
-    }
-
-
-def _folds_sections(run: _Run) -> dict:
-    folds: Folds = run.split  # type: ignore[assignment]
-    per_fold, val_inst, val_crowd = [], [], []
-    for i, a in enumerate(folds.assignments):
-        val = _names_on(a, VAL)
-        per_fold.append({"fold": i, "train": len(_names_on(a, TRAIN)), "val": len(val),
-                         "val_groups": folds.val_groups(i), "excluded": len(_names_on(a, EXCLUDED))})  # fmt: skip
-        inst, crowd = _counts(run.kept, val, run.cat_names)
-        val_inst.append(inst)
-        val_crowd.append(crowd)
-    total_inst, total_crowd = _counts(run.kept, {r.name for r in run.kept}, run.cat_names)
-    info = _split_info(run)
-    info["groups"] = (
-        {g: f"fold{f}" for g, f in folds.fold_of_group.items()}
-        if folds.fold_of_group
-        else {g: "mixed" for g in sorted(set(folds.image_groups.values()))}
-    )
-    return {
-        "images": {
-            "total": len(run.kept),
-            "empty_kept": sum(1 for r in run.kept if not r.annotations),
-            "dropped_empty": len(run.dropped_empty),
-        },
-        "split": info,
-        "folds": {"k": folds.k, "per_fold": per_fold},
-        "instances": {"total": total_inst, "val_per_fold": val_inst},
-        "crowd_regions": {"total": total_crowd, "val_per_fold": val_crowd},
-    }
-
-
-def _validation_section(run: _Run) -> dict:
-    kept = run.kept
-    ignored: Counter[str] = Counter()
-    unknown: Counter[str] = Counter()
-    unknown_keys: Counter[str] = Counter()
-    for r in kept:
-        ignored.update(r.ignored_shapes)
-        unknown.update(r.unknown_skipped)
-        unknown_keys.update(r.unknown_keys)
-    missing = {}
-    for r in kept:
-        present = {a["category"] for a in r.annotations if not a["iscrowd"]}
-        if present and set(run.cat_names) - present:
-            missing[r.name] = [n for n in run.cat_names if n not in present]
-    return {
-        "invalid_files": run.problems,
-        "skipped_non_labelme": run.skipped,
-        "ignored_shape_types": dict(sorted(ignored.items())),
-        "unknown_labels_skipped": dict(sorted(unknown.items())),
-        "unknown_keys": dict(sorted(unknown_keys.items())),
-        "four_point_rectangles": sum(r.four_point_rectangles for r in kept),
-        "points_clipped": sum(r.clipped_points for r in kept),
-        "degenerate_shapes_dropped": [f"{r.job.json_path}: {d}" for r in kept for d in r.degenerate],
-        "self_intersecting_polygons": [f"{r.job.json_path}: {d}" for r in kept for d in r.self_intersecting],
-        "warnings": [f"{r.job.json_path}: {w}" for r in kept for w in r.warnings],
-        "images_missing_classes": missing,
-    }
-
-
-def _has_rle(ann: dict) -> bool:
-    return isinstance(ann["segmentation"], dict)

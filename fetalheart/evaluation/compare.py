@@ -4,18 +4,16 @@ Each run contributes its ``report.json``: the summary numbers and the per-frame 
 class, group). Runs of one model (same study id / name, enhancement and momentum) on several folds
 and seeds are grouped. The paired test against a baseline uses one class set per frame for both
 models, keeps empty frames (so false alarms count) and treats groups (fold x video/patient), not
-frames, as the samples; see ``COMPARE_DEFINITIONS``. ``pool_folds`` pools the out-of-fold
-evaluations of one model's K folds into one report.
+frames, as the samples; see ``COMPARE_DEFINITIONS``. (``pooling.pool_folds`` pools the out-of-fold
+evaluations of one model's K folds into one report first.)
 
 No torch or detectron2 import here: a comparison of finished runs starts in a second.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import json
 import math
 import os
 import re
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from fetalheart.evaluation.metrics import group_index, macro_summary, quiet_nan
 from fetalheart.utils.errors import FetalHeartError
+from fetalheart.utils.io import read_json
 
 import numpy as np
 import yaml
@@ -191,13 +190,6 @@ def _read_config(report_path: Path) -> dict:
     return {}
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FetalHeartError(f"cannot read {path}: {exc}") from None
-
-
 def _f(v) -> float:
     return float("nan") if v is None else float(v)
 
@@ -233,7 +225,7 @@ def _run_metrics(rep: dict) -> dict[str, float]:
 
 def load_run(report_path: Path, group_regex: str | None = None) -> EvaluatedRun:
     """Read one evaluation folder (report.json; config.yaml beside it or in the run for older reports)."""
-    rep = _read_json(report_path)
+    rep = read_json(report_path)
     cfg = _read_config(report_path)
     run = rep.get("run", {})
     solver, inp, study = cfg.get("SOLVER", {}), cfg.get("INPUT", {}), cfg.get("STUDY", {})
@@ -556,104 +548,3 @@ def write_comparison(table: dict, out_dir: str | os.PathLike, overwrite: bool = 
     ]
 
 
-# --- Pooling the K folds of one model ---------------------------------------------------------
-
-_POOL_KEYS = ("score_thresh", "study_map_mode", "study_map_min_score", "boundary_metrics")
-
-
-def _union_coco(paths: Sequence[Path]) -> dict:
-    """One COCO ground truth from the folds' validation files (image ids must be unique across folds;
-    annotation ids are renumbered, as each fold file numbers its own)."""
-    images, anns, cats = [], [], None
-    for p in paths:
-        d = _read_json(p)
-        if cats is not None and d.get("categories") != cats:
-            raise FetalHeartError(f"{p}: categories differ from the other folds' ground truth")
-        cats = d.get("categories")
-        images += d.get("images", [])
-        anns += [{**a, "id": len(anns) + k + 1} for k, a in enumerate(d.get("annotations", []))]
-    ids = [im["id"] for im in images]
-    if len(set(ids)) != len(ids):
-        raise FetalHeartError("image ids repeat across the folds' ground truth: cannot pool")
-    return {"images": images, "annotations": anns, "categories": cats or []}
-
-
-def _coco_task(gt, results: list[dict], task: str) -> dict:
-    from pycocotools.cocoeval import COCOeval
-
-    dt_anns = [{k: v for k, v in r.items() if not (task == "segm" and k == "bbox")} for r in results]
-    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its tables
-        ev = COCOeval(gt, gt.loadRes(dt_anns), task)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    out = {k: float(v * 100) for k, v in zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), ev.stats[:6], strict=True)}
-    prec, thr = ev.eval["precision"], np.asarray(ev.params.iouThrs)
-    for k, cat in enumerate(sorted(gt.cats.values(), key=lambda c: c["id"])):
-        for label, t in (("AP", slice(None)), ("AP50", int(np.argmin(np.abs(thr - 0.5)))),
-                         ("AP75", int(np.argmin(np.abs(thr - 0.75))))):
-            p = prec[t, :, k, 0, -1]
-            p = p[p > -1]
-            out[f"{label}-{cat['name']}"] = float(p.mean() * 100) if p.size else float("nan")
-    return out
-
-
-def pooled_coco(reports: Sequence[dict], eval_dirs: Sequence[Path]) -> tuple[dict, str]:
-    """COCOeval (segm, bbox) of the union of the folds' ``coco_instances_results.json`` against the
-    union of their validation ground truth; ({}, why) when a file is missing."""
-    from pycocotools.coco import COCO
-
-    gt_files = [r.get("ground_truth_json") for r in reports]
-    res_files = [Path(d) / "coco_instances_results.json" for d in eval_dirs]
-    missing = [str(p) for p in res_files if not p.is_file()] + \
-              [f"ground truth of {d}" for d, g in zip(eval_dirs, gt_files, strict=True) if not g or not Path(g).is_file()]
-    if missing:
-        return {}, f"COCO AP not pooled: missing {', '.join(missing)}"
-    results = [r for p in res_files for r in json.loads(p.read_text(encoding="utf-8"))]
-    if not results:
-        return {}, "COCO AP not pooled: no predictions in any fold"
-    gt = COCO()
-    gt.dataset = _union_coco([Path(g) for g in gt_files])
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return {task: _coco_task(gt, results, task) for task in ("segm", "bbox")}, ""
-
-
-def pool_folds(eval_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
-    """Pool one model's K out-of-fold evaluations into one report written to ``out_dir``; returns it.
-
-    IoU/Dice, instance counts and both mAPs are recomputed from the folds' per-frame records (the
-    study mAP is a mean over frames, the corrected mAP re-ranks all frames' detections); COCO AP is
-    COCOeval on the union of the folds' predictions and validation ground truth. The folds must have
-    been evaluated with the same settings and classes, on disjoint image ids.
-    """
-    from fetalheart.evaluation.aggregate import flat_results, summarize_records
-    from fetalheart.evaluation.per_image import records_from_report
-    from fetalheart.evaluation.report import write_report
-    from fetalheart.evaluation.settings import EvalSettings
-
-    dirs = [Path(d) for d in eval_dirs]
-    if not dirs:
-        raise FetalHeartError("pool_folds needs at least one evaluation folder")
-    reports = [_read_json(d / "report.json") for d in dirs]
-    first = reports[0]
-    for d, r in zip(dirs[1:], reports[1:], strict=True):
-        if r.get("classes") != first.get("classes"):
-            raise FetalHeartError(f"{d}: classes differ from {dirs[0]}")
-        if any(r.get("settings", {}).get(k) != first.get("settings", {}).get(k) for k in _POOL_KEYS):
-            raise FetalHeartError(f"{d}: evaluated with other settings than {dirs[0]} ({', '.join(_POOL_KEYS)})")
-    records = [rec for r in reports for rec in records_from_report(r)]
-    ids = [str(rec["image_id"]) for rec in records]
-    if len(set(ids)) != len(ids):
-        raise FetalHeartError("the same image id appears in several folds: these are not out-of-fold evaluations")
-    st = first.get("settings", {})
-    settings = EvalSettings(**{k: st[k] for k in (*_POOL_KEYS, "bootstrap_samples", "seed") if k in st})
-    report = summarize_records(records, first["classes"], settings)
-    folds = [r.get("run", {}).get("fold", -1) for r in reports]
-    report["dataset"] = "pooled out-of-fold: " + ", ".join(str(r.get("dataset", "")) for r in reports)
-    report["run"] = {**first.get("run", {}), "fold": "pooled", "folds": folds, "pooled_from": [str(d) for d in dirs]}
-    report["coco"], note = pooled_coco(reports, dirs)
-    report["notes"] = [note] if note else []
-    report["summary"] = flat_results(report)
-    write_report(report, out_dir, overwrite=overwrite)
-    return report

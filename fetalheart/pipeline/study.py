@@ -173,7 +173,7 @@ def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -
 
 def _pool_folds(evals: list[Path], runs_dir: Path, folder: Path, log) -> list[str]:
     """One pooled out-of-fold report per model (and seed): every frame was in exactly one val fold."""
-    from fetalheart.evaluation.compare import pool_folds
+    from fetalheart.evaluation.pooling import pool_folds
 
     groups: dict[str, list[Path]] = {}
     for ev in evals:

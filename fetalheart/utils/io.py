@@ -86,6 +86,14 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; one-line FetalHeartError when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FetalHeartError(f"cannot read {path}: {exc}") from None
+
+
 def json_ready(obj):
     """Recursively replace NaN/inf with None and numpy scalars with Python ones, for report.json."""
     if isinstance(obj, dict):
