@@ -90,8 +90,9 @@ def collect_env() -> dict[str, str]:
 
 
 def format_env(info: dict[str, str]) -> str:
-    width = max(len(k) for k in info)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in info.items())
+    from tabulate import tabulate
+
+    return tabulate(list(info.items()), tablefmt="plain", disable_numparse=True)
 
 
 def write_run_info(output_dir: str | os.PathLike, cfg=None, extra: dict | None = None,

@@ -138,7 +138,7 @@ def _check_numbers(o: ExtractOptions) -> None:
         raise FetalHeartError("give --crop or --auto-crop, not both")
 
 
-def plan_extraction(options: ExtractOptions) -> _Plan:
+def _plan_extraction(options: ExtractOptions) -> _Plan:
     """Check every option (FetalHeartError naming the first bad one) and parse it."""
     fmt = options.fmt.lower().lstrip(".")
     fmt = "jpg" if fmt == "jpeg" else fmt
@@ -418,7 +418,7 @@ def extract_frames(
     unless ``keep_all``. Raises FetalHeartError on bad input, PartialVideoError (with ``.result``)
     when a video stops decoding early and ``allow_partial`` is False.
     """
-    plan = plan_extraction(options or ExtractOptions())
+    plan = _plan_extraction(options or ExtractOptions())
     out = Path(out_dir)
     paths = _check_videos(videos, out, plan.fmt, overwrite)
     ensure_writable_dir(out)
