@@ -90,6 +90,13 @@ def _layer(module: str) -> int:
     return max(i for i, prefix in enumerate(LAYERS) if module == prefix or module.startswith(prefix + "."))
 
 
+def test_every_folder_is_a_regular_package():
+    # setup.cfg's ``packages = find:`` ships only folders with an __init__.py (an editable install hides this).
+    missing = [str(d.relative_to(ROOT)) for d in PACKAGE.rglob("*") if d.is_dir() and any(d.glob("*.py"))
+               and not (d / "__init__.py").is_file()]
+    assert not missing, f"add __init__.py to: {missing}"
+
+
 def test_layers_cover_every_module():
     unplaced = [m for m in MODULES if m != "fetalheart" and _layer(m) == 0]
     assert not unplaced, f"add these to LAYERS (and ARCHITECTURE.md): {unplaced}"
