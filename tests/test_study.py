@@ -45,6 +45,13 @@ def test_tiny_demo_chain_writes_every_artifact(tmp_path):
         assert report["run"]["enhance"] == spec
         for name in ("report.md", "per_class.csv", "per_image.csv", "plots/per_class.png"):
             assert (ev / name).is_file(), name
+        # what the model's enhancement changed: per step, frames changed / total, in env.json and the report
+        changes = json.loads((run / "env.json").read_text())["enhancement_changes"]
+        assert [st["step"] for st in changes["steps"]] == ([] if spec == "original" else ["ahe", "ahe+clahe"])
+        for st in report["enhancement_changes"]["steps"]:
+            assert st["frames_total"] == report["n_images"] and 0 <= st["frames_changed"] <= st["frames_total"]
+        if spec != "original":
+            assert "## Enhancement" in (ev / "report.md").read_text()
     comparison = json.loads((out / "compare" / "comparison.json").read_text())
     assert len(comparison["rows"]) == 2 and (out / "compare" / "comparison.png").is_file()
     assert "Model comparison" in (out / "report.md").read_text()
