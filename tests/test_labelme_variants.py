@@ -222,3 +222,17 @@ def test_rectangles_need_2_or_4_points(tmp_path, capsys, n_points):
     (d / "r_000001.json").write_text(json.dumps(doc))
     assert main([str(d), "-o", str(tmp_path / "out"), "-q"]) == 2
     assert f"rectangle needs 2 points (or 4 corners), found {n_points}" in capsys.readouterr().err
+
+
+def test_unknown_image_size_written_as_minus_one_takes_the_image_size(tmp_path):
+    """X-AnyLabeling's JSON template carries imageHeight/imageWidth -1 until the image is known."""
+    d = tmp_path / "in"
+    write_image(d / "xa_000001.png", H, W)
+    doc = {"version": "2.4.0", "flags": {}, "imagePath": "xa_000001.png", "imageData": None,
+           "imageHeight": -1, "imageWidth": -1,
+           "shapes": [{"label": "LV", "points": [[10, 10], [60, 12], [40, 50]], "shape_type": "polygon"}]}
+    (d / "xa_000001.json").write_text(json.dumps(doc))
+    report = convert([d], tmp_path / "out", ConvertOptions(val_fraction=0), quiet=True)
+    assert report["images"]["train"] == 1 and report["validation"]["warnings"] == []
+    img = load(tmp_path / "out" / "annotations" / "train.json")["images"][0]
+    assert (img["height"], img["width"]) == (H, W)

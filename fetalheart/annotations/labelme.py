@@ -154,9 +154,10 @@ def _parse_header(obj: Any, path: Path) -> LabelmeFile:
     size = []
     for key in ("imageHeight", "imageWidth"):
         v = obj.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-            raise LabelmeError(f"'{key}' must be a positive integer, found {v!r}")
-        size.append(v)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise LabelmeError(f"'{key}' must be an integer, found {v!r}")
+        # X-AnyLabeling's template writes -1 for "not known yet": the image's own size is used, as when absent.
+        size.append(v if v is not None and v > 0 else None)
     return LabelmeFile(
         path=path,
         image_path=(image_path or "").replace("\\", "/"),
