@@ -14,7 +14,7 @@ $(STAMP): setup.cfg requirements.txt tools/install_detectron2.sh
 	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -c requirements.txt -e '.[dev]'
 	PYTHON=$(PY) bash tools/install_detectron2.sh
-	$(PY) -c "import fetalheart, detectron2.engine"
+	$(PY) -c "import fetalheart._compat, detectron2.engine"  # shims first, as every module that imports detectron2
 	@touch $(STAMP)
 
 bootstrap: $(STAMP)
