@@ -108,9 +108,8 @@ def bench_evaluation(run: Path) -> dict:
     from fetalheart.evaluation.build import build_evaluators
     from fetalheart.modeling.load import load_model_for_inference
 
-    from detectron2.evaluation import COCOEvaluator, inference_on_dataset
-
     import scipy.stats  # noqa: F401  (a one-time import of the process, 0.4 s here: not the evaluator's work)
+    from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 
     cfg = run_cfg(run)
     val_frames(cfg, 0)  # registers the datasets
