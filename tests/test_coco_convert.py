@@ -11,28 +11,10 @@ from fetalheart.classes import CLASS_NAMES
 
 import numpy as np
 import pytest
-from _labelme_helpers import heart_shapes, load, mask_shape, poly, write_labelme
+from _labelme_helpers import heart_shapes, load, mask_shape, outline_band, poly, write_labelme
 from pycocotools.coco import COCO
-from scipy import ndimage
 
 labelme_utils = pytest.importorskip("labelme.utils")
-
-
-def _outline_band(shape: dict, h: int, w: int, width: float = 1.5) -> np.ndarray:
-    """Pixels within ``width`` of the shape's outline (continuous geometry, pixel centres)."""
-    import cv2
-
-    pts = np.asarray(shape["points"], float)
-    if shape["shape_type"] == "rectangle":
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    if shape["shape_type"] == "circle":
-        r = np.hypot(*(pts[1] - pts[0]))
-        t = np.linspace(0, 2 * np.pi, 720, endpoint=False)
-        pts = np.stack([pts[0][0] + r * np.cos(t), pts[0][1] + r * np.sin(t)], 1)
-    line = np.full((h, w), 255, np.uint8)
-    cv2.polylines(line, [np.round(pts * 16).astype(np.int32)], True, 0, 1, cv2.LINE_8, shift=4)
-    return ndimage.distance_transform_edt(line) <= width
 
 
 def _labelme_mask(shape: dict, h: int, w: int) -> np.ndarray:
@@ -84,7 +66,7 @@ def test_round_trip_matches_labelme_rasterisation(tmp_path):
             assert np.array_equal(ref, m) and isinstance(ann["segmentation"], dict)
         else:  # polygons stay polygons; differences only in the one-pixel boundary band
             assert isinstance(ann["segmentation"], list) and all(len(p) >= 6 for p in ann["segmentation"])
-            assert not ((ref ^ m) & ~_outline_band(shape, h, w)).any()
+            assert not ((ref ^ m) & ~outline_band(shape["shape_type"], shape["points"], h, w)).any()
         # area and bbox come from exactly the written segmentation
         assert ann["area"] == int(m.sum())
         ys, xs = np.nonzero(m)
@@ -101,7 +83,7 @@ def test_small_shapes_differ_only_on_the_boundary(tmp_path):
     for shape, (_, m) in zip(shapes, masks, strict=True):
         ref = _labelme_mask(shape, h, w)
         assert _iou(ref, m) > 0.8
-        assert not ((ref ^ m) & ~_outline_band(shape, h, w)).any()
+        assert not ((ref ^ m) & ~outline_band(shape["shape_type"], shape["points"], h, w)).any()
 
 
 def test_group_id_parts_crowd_ids_and_loaders(tmp_path):
