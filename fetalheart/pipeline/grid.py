@@ -51,6 +51,7 @@ class GridRun:
     threads: int | None = None  # CPU threads of the child (OMP_NUM_THREADS); None = its default
     caller_gpus: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
     key: str = ""  # what the run depends on (set by fingerprint_runs)
+    _cfg: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -80,8 +81,17 @@ class GridRun:
         return opts
 
     def config_node(self):
-        """The resolved config this run trains with."""
-        return load_cfg(self.config, self.all_opts(), base=self.base, overlays=self.overlays)
+        """The resolved config this run trains with (resolved once; raises for a broken config)."""
+        if self._cfg is None:
+            self._cfg = load_cfg(self.config, self.all_opts(), base=self.base, overlays=self.overlays)
+        return self._cfg
+
+    def valid_config(self):
+        """``config_node()``, or None for a broken config: that run fails and reports it, the others go on."""
+        try:
+            return self.config_node()
+        except FetalHeartError:
+            return None
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "fetalheart.cli.train_net", "--config-file", self.config]
@@ -200,11 +210,10 @@ def fingerprint_runs(runs: Sequence[GridRun]) -> None:
     """Set each run's key: its resolved config (output folder aside) and its dataset's content."""
     datasets: dict[str, str] = {}
     for run in runs:
-        try:
-            cfg = run.config_node().clone()
-        except FetalHeartError:  # a broken config: the run itself fails and reports it, the others go on
+        if run.valid_config() is None:
             run.key = ""
             continue
+        cfg = run.config_node().clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = ""
         cfg.MODEL.DEVICE = "any"  # the same run on a GPU box or a laptop
@@ -307,11 +316,8 @@ def warm_bd_caches(runs: Sequence[GridRun], log: Callable[[str], None], quiet: b
 
     jobs: dict[str, tuple] = {}
     for run in runs:
-        try:
-            cfg = run.config_node()
-        except FetalHeartError:  # a broken config: the run itself fails and reports it
-            continue
-        if "bd" not in parse_spec(cfg.INPUT.ENHANCE) or not cfg.DATASETS.ROOT:
+        cfg = run.valid_config()
+        if cfg is None or "bd" not in parse_spec(cfg.INPUT.ENHANCE) or not cfg.DATASETS.ROOT:
             continue
         paths = json_image_paths(cfg.DATASETS.ROOT, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
         args = (paths, params_from_cfg(cfg), cfg.INPUT.ENHANCE_CACHE_DIR, cfg.INPUT.ENHANCE_MASK, cfg.INPUT.FORMAT)

@@ -68,10 +68,8 @@ class GridMonitor:
         self._thread: threading.Thread | None = None
 
     def add(self, run) -> None:
-        try:
-            max_iter = int(run.config_node().SOLVER.MAX_ITER)
-        except Exception:  # a broken config: the run itself will report it
-            max_iter = None
+        cfg = run.valid_config()  # None for a broken config: the run itself reports it
+        max_iter = int(cfg.SOLVER.MAX_ITER) if cfg is not None else None
         with self._lock:
             self._runs[run.label] = (Path(run.output_dir) / "metrics.json", max_iter)
 
