@@ -11,7 +11,9 @@ The demo runs the chain on phantom videos with a short CPU schedule; the full st
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from fetalheart.pipeline.stages import StageKey, Stages, files_fingerprint, folder_fingerprint
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.utils.io import write_json_atomic
+from fetalheart.utils.io import write_json_atomic, write_text_atomic
 from fetalheart.video.naming import frame_stem
 
 DEMO_SEEDS = (0, 1, 2)  # three phantom "fetuses": the split is by video
@@ -159,12 +161,9 @@ def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -
     if not overwrite and (out / "report.json").is_file() and done.is_file() and done.read_text() == run_key:
         log(f"[evaluate] {run.name}: reused {out}")
         return out
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables; they are in report.md
         res = evaluate_model(cfg, name, out, overwrite=True, quiet=quiet)
-    done.write_text(run_key)
+    write_text_atomic(done, run_key)
     fh = res["results"].get("fetalheart", {})
     log(f"[evaluate] {run.relative_to(run.parent.parent)}: Dice {fh.get('dice_macro', float('nan')):.3f}  "
         f"IoU {fh.get('iou_macro', float('nan')):.3f}  study mAP {fh.get('study_mAP', float('nan')):.3f}")
