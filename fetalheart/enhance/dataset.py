@@ -35,7 +35,7 @@ from fetalheart.enhance.kernels import process_pool
 from fetalheart.enhance.spec import parse_spec, resolve_params, spec_name, used_params
 from fetalheart.enhance.stats import image_changes, summarise_changes
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
+from fetalheart.utils.io import atomic_path, ensure_writable_dir, file_sha256, write_json_atomic
 
 import cv2
 from tqdm import tqdm
@@ -44,14 +44,6 @@ MANIFEST_NAME = ".enhance_manifest.json"
 REPORT_NAME = "enhance_report.json"
 
 _WORKER_ENHANCER: Enhancer | None = None
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _init_worker(spec: str, params: dict, mask: str, cache_dir: str | None) -> None:
@@ -134,7 +126,7 @@ def _todo(jobs: list[tuple[Path, str]], image_root: Path, meta: str, manifest: d
     """The (src, dst, out_rel, key) still to enhance: those whose manifest key or output is missing."""
     todo = []
     for src, out_rel in tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200):
-        key = hashlib.sha256((_file_digest(src) + "|" + meta).encode()).hexdigest()
+        key = hashlib.sha256((file_sha256(src) + "|" + meta).encode()).hexdigest()
         dst = image_root / out_rel
         entry = manifest.get(out_rel)
         if not (isinstance(entry, dict) and entry.get("key") == key and "changes" in entry and dst.is_file()):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fetalheart.config import CONFIGS_DIR, load_cfg, resolve_config_path
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.utils.io import write_json_atomic
+from fetalheart.utils.io import file_sha256, write_json_atomic
 
 import yaml
 
@@ -199,10 +199,7 @@ def dataset_fingerprint(root: str | os.PathLike) -> str:
     if images.is_dir():
         files += sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
     for path in files:
-        h.update(str(path.relative_to(d)).encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        h.update(f"{path.relative_to(d)}|{file_sha256(path)}".encode())
     return h.hexdigest()
 
 

@@ -36,10 +36,9 @@ def files_fingerprint(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def folder_fingerprint(folder: Path, suffixes: tuple[str, ...] | None = None) -> str:
-    """``files_fingerprint`` of every file under ``folder`` (optionally only some suffixes), stage markers aside."""
-    return files_fingerprint(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MARKER
-                             and (suffixes is None or p.suffix.lower() in suffixes))
+def folder_fingerprint(folder: Path) -> str:
+    """``files_fingerprint`` of every file under ``folder``, stage markers aside."""
+    return files_fingerprint(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MARKER)
 
 
 @dataclass

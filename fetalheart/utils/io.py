@@ -7,6 +7,7 @@ see a partial file (``os.replace`` is atomic on one filesystem).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -84,6 +85,15 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise FetalHeartError(f"cannot write to output directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (content keys of caches and datasets)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:
