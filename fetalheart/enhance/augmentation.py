@@ -11,6 +11,7 @@ from typing import Any
 
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.enhance.enhancer import Enhancer
+from fetalheart.enhance.spec import apply_ops
 
 import numpy as np
 from detectron2.data.transforms import Augmentation, NoOpTransform, Transform
@@ -75,8 +76,6 @@ class _PhotometricThenEnhanceTransform(EnhanceTransform):
             return img
         for t in self.photometric:
             img = t.apply_image(img)
-        from fetalheart.enhance.spec import apply_ops
-
         e = self.enhancer
         return apply_ops(img, e.ops, mask=e.mask, params=e.params, kernel=self.kernel)
 
