@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import add_int_list, add_quiet, join_int_lists, run_cli, split_overrides
+from fetalheart.utils.cli import (
+    add_int_list,
+    add_quiet,
+    join_int_lists,
+    parallel_count,
+    run_cli,
+    split_overrides,
+)
 from fetalheart.utils.errors import FetalHeartError
 
 from tabulate import tabulate
@@ -29,18 +36,6 @@ A run whose config, overlays, overrides or dataset changed since it was trained 
 PROTOCOLS = {"study-faithful": None, "recommended": "overlays/recommended.yaml"}
 
 
-def _parallel(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'auto', got {text!r}")
-    return n
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_grid.py", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="append", default=[], metavar="YAML",
                    help="merge this overlay into every run's config (repeatable), e.g. configs/overlays/cpu.yaml")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their settings, train nothing")
-    p.add_argument("--max-parallel", type=_parallel, default=1, metavar="N|auto",
+    p.add_argument("--max-parallel", type=parallel_count, default=1, metavar="N|auto",
                    help="runs at the same time (default 1); auto: from free GPU memory, else one per CPU core")
     p.add_argument("--gpus", help="GPU ids to spread runs over, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES per run)")
     p.add_argument("--force", action="store_true", help="train finished runs again (old folders kept in OUT/.stale/)")

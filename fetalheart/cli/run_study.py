@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from fetalheart.utils.cli import add_int_list, add_overwrite, add_quiet, join_int_lists, run_cli
+from fetalheart.utils.cli import (
+    add_int_list,
+    add_overwrite,
+    add_quiet,
+    join_int_lists,
+    parallel_count,
+    run_cli,
+)
 from fetalheart.utils.errors import FetalHeartError
 
 import yaml
@@ -43,24 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=DEMO_SIZE, help=f"demo: image long side (default {DEMO_SIZE})")
     p.add_argument("--seconds", type=float, default=6.0, help="demo: seconds of each phantom video (default 6)")
     add_int_list(p, "--only", "demo/study: run numbers of the grid to train, e.g. 2,14")
-    p.add_argument("--max-parallel", type=str, default=None, metavar="N|auto",
+    p.add_argument("--max-parallel", type=parallel_count, default=None, metavar="N|auto",
                    help="models trained side by side (default: the study config's, demo: auto)")
-    p.add_argument("--parallel", dest="max_parallel", help=argparse.SUPPRESS)  # old spelling
+    p.add_argument("--parallel", dest="max_parallel", type=parallel_count, help=argparse.SUPPRESS)  # old spelling
     add_overwrite(p, "every stage is rerun; trained models still valid for the plan are kept, see --force")
     p.add_argument("--force", action="store_true", help="with --overwrite: retrain valid models too")
     add_quiet(p, "no progress bars or progress lines")
     return p
-
-
-def _parallel(text: str | None, default):
-    if text is None:
-        return default
-    if text == "auto":
-        return text
-    try:
-        return max(1, int(text))
-    except ValueError:
-        raise FetalHeartError(f"--max-parallel: expected a number or 'auto', got {text!r}") from None
 
 
 def demo_plan(args):
@@ -78,7 +74,7 @@ def demo_plan(args):
     return StudyPlan(output=Path(args.output or "outputs/demo"), phantom_seeds=DEMO_SEEDS,
                      phantom_seconds=args.seconds, grid="configs/demo_grid.yaml", folds=args.folds or 0,
                      overlays=list(DEMO_OVERLAYS), opts=schedule, only=args.only,
-                     max_parallel=_parallel(args.max_parallel, "auto"), overwrite=args.overwrite, force=args.force,
+                     max_parallel=args.max_parallel or "auto", overwrite=args.overwrite, force=args.force,
                      quiet=args.quiet)
 
 
@@ -109,7 +105,7 @@ def config_plan(args):
         data["folds"] = args.folds
     if args.only:
         data["only"] = args.only
-    data["max_parallel"] = _parallel(args.max_parallel, data.get("max_parallel", 1))
+    data["max_parallel"] = args.max_parallel or data.get("max_parallel", 1)
     return StudyPlan(**{k: v for k, v in data.items() if v is not None}, overwrite=args.overwrite, force=args.force,
                      quiet=args.quiet)
 

@@ -73,6 +73,21 @@ def add_overwrite(p, what: str) -> None:
     p.add_argument("--overwrite", action="store_true", help=f"replace this tool's outputs ({what})")
 
 
+def parallel_count(text: str) -> int | str:
+    """argparse type of ``--max-parallel``: a number >= 1 or ``auto``."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'auto', got {text!r}")
+    return n
+
+
 def int_list(text: str) -> list[int]:
     """argparse type: ``"2,14"`` -> [2, 14]."""
     import argparse
