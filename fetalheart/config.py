@@ -29,6 +29,16 @@ from detectron2.config import get_cfg as _d2_get_cfg
 #: Folder holding the shipped YAML configs (repo checkout or installed share).
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+#: Protocol name -> the overlays it adds (the study-faithful protocol is the configs' own base).
+PROTOCOL_OVERLAYS: dict[str, tuple[str, ...]] = {"study-faithful": (), "recommended": ("overlays/recommended.yaml",)}
+
+
+def protocol_overlays(protocol: str) -> list[str]:
+    """The overlays a protocol name stands for; an unknown name is a one-line error."""
+    if protocol not in PROTOCOL_OVERLAYS:
+        raise FetalHeartError(f"protocol must be {' or '.join(PROTOCOL_OVERLAYS)}, got {protocol!r}")
+    return list(PROTOCOL_OVERLAYS[protocol])
+
 
 def add_fetalheart_config(cfg: CN) -> None:
     """Add fetalheart's keys (with defaults) to a detectron2 config, in place."""

@@ -32,10 +32,6 @@ A run whose config, overlays, overrides or dataset changed since it was trained 
 (the old folder is moved to OUT/.stale/); --force retrains finished runs too.
 """
 
-#: --protocol NAME -> the overlay it adds (the study-faithful protocol is the configs' own base).
-PROTOCOLS = {"study-faithful": None, "recommended": "overlays/recommended.yaml"}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_grid.py", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_int_list(p, "--seeds", "train each model once per seed, e.g. 0,1,2 (sub-folders seedN)")
     p.add_argument("--folds", type=int, default=0, metavar="K",
                    help="train each model on each of the K folds of a labelme2coco --folds K dataset")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="study-faithful",
+    p.add_argument("--protocol", default="study-faithful", metavar="{recommended,study-faithful}",
                    help="study-faithful (the configs as shipped) or recommended (adds overlays/recommended.yaml)")
     p.add_argument("--base", help="replace every config's _BASE_ (e.g. configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml)")
     p.add_argument("--overlay", action="append", default=[], metavar="YAML",
@@ -87,7 +83,9 @@ def _main(argv=None) -> int:
     from fetalheart.pipeline.grid import GridOptions, GridSpec, describe, load_grid, run_grid
 
     args = _parse(argv)
-    overlays = [o for o in (PROTOCOLS[args.protocol],) if o] + args.overlay
+    from fetalheart.config import protocol_overlays
+
+    overlays = protocol_overlays(args.protocol) + args.overlay
     spec = GridSpec(only=args.only, seeds=args.seeds, folds=args.folds, opts=args.opts, base=args.base,
                     overlays=overlays)
     runs = load_grid(args.grid, args.output, spec)

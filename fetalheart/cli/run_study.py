@@ -79,7 +79,7 @@ def demo_plan(args):
 
 
 def config_plan(args):
-    from fetalheart.config import resolve_config_path
+    from fetalheart.config import protocol_overlays, resolve_config_path
     from fetalheart.pipeline.study import StudyPlan
 
     path = resolve_config_path(args.config)
@@ -95,8 +95,10 @@ def config_plan(args):
     for key in ("labelme", "videos"):
         if data.get(key) and not Path(data[key]).is_dir():
             raise FetalHeartError(f"{path}: {key}: {data[key]} is not a folder")
-    if data.get("protocol", "study-faithful") not in ("study-faithful", "recommended"):
-        raise FetalHeartError(f"{path}: protocol must be study-faithful or recommended, got {data['protocol']!r}")
+    try:
+        protocol_overlays(data.get("protocol", "study-faithful"))
+    except FetalHeartError as exc:
+        raise FetalHeartError(f"{path}: {exc}") from None
     data["output"] = Path(args.output or data.get("output") or "outputs/study")
     for key in ("labelme", "videos"):
         data[key] = Path(data[key]) if data.get(key) else None

@@ -121,7 +121,9 @@ def _grid_runs(plan: StudyPlan, dataset: Path, folder: Path):
     opts = ["DATASETS.ROOT", str(dataset.resolve()), *plan.opts]
     if plan.folds <= 1:
         opts = ["DATASETS.TRAIN", "('fetalheart_train',)", "DATASETS.TEST", "('fetalheart_val',)", *opts]
-    overlays = (["overlays/recommended.yaml"] if plan.protocol == "recommended" else []) + list(plan.overlays)
+    from fetalheart.config import protocol_overlays
+
+    overlays = protocol_overlays(plan.protocol) + list(plan.overlays)
     spec = GridSpec(only=plan.only, seeds=plan.seeds, folds=plan.folds, opts=opts, base=plan.base, overlays=overlays)
     return load_grid(plan.grid, folder, spec)
 
