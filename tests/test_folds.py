@@ -7,7 +7,7 @@ import csv
 import json
 
 from fetalheart.annotations.convert import OUTPUT_FILES, ConvertOptions, convert
-from fetalheart.annotations.split import EXCLUDED, TRAIN, VAL, default_group, make_folds
+from fetalheart.annotations.split import EXCLUDED, TRAIN, VAL, Guard, default_group, make_folds
 from fetalheart.cli.labelme2coco import main
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.video.extract import CSV_COLUMNS
@@ -52,7 +52,7 @@ def test_grouped_folds_partition_and_balance(sizes, k, seed):
 
 def test_single_video_folds_are_time_blocks_with_a_guard_gap():
     names = [f"echo_{2 * i:06d}.png" for i in range(60)]  # every 2nd source frame
-    f = make_folds(names, 3, guard_gap=4)
+    f = make_folds(names, 3, guard=Guard(4))
     assert f.method == "time_block_folds" and "weaker than folds by video" in f.notes[0]
     _check_folds(names, f, {n: n for n in names})  # one video: blocks, not groups, are kept apart
     idx = {n: int(n[5:11]) for n in names}

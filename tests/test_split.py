@@ -7,6 +7,7 @@ from fetalheart.annotations.split import (
     TRAIN,
     VAL,
     FrameTime,
+    Guard,
     default_group,
     group_of,
     make_split,
@@ -43,7 +44,7 @@ def test_grouped_split_is_reproducible_and_seed_dependent():
 
 def test_single_video_time_blocks_leave_a_guard_gap():
     names = [f"phantom_s0_{i:06d}.png" for i in range(176)]
-    s = make_split(names, val_fraction=0.2, seed=0, guard_gap=10)
+    s = make_split(names, val_fraction=0.2, seed=0, guard=Guard(10))
     assert s.method == "time_blocks" and "weaker" in s.notes[0]
     order = [s.assignment[n] for n in names]
     val_idx = [i for i, x in enumerate(order) if x == VAL]
@@ -136,7 +137,7 @@ def test_greedy_beyond_exact_limit_stays_close(monkeypatch):
 def test_guard_gap_counts_source_frames_not_extracted_frames():
     # every 5th source frame was extracted: a 10-frame guard is 2 extracted frames each side
     names = [f"echo_{5 * i:06d}.png" for i in range(100)]
-    s = make_split(names, val_fraction=0.2, seed=0, guard_gap=10)
+    s = make_split(names, val_fraction=0.2, seed=0, guard=Guard(10))
     idx = {n: int(n[5:11]) for n in names}
     val = [idx[n] for n, v in s.assignment.items() if v == VAL]
     for n, side in s.assignment.items():
@@ -149,14 +150,14 @@ def test_guard_gap_counts_source_frames_not_extracted_frames():
 def test_guard_seconds_uses_frame_times_and_needs_them():
     names = [f"echo_{i:06d}.png" for i in range(60)]
     times = {n: FrameTime("echo", 3 * i, 3 * i / 30) for i, n in enumerate(names)}  # every 3rd frame at 30 fps
-    s = make_split(names, val_fraction=0.2, seed=2, guard_seconds=0.25, times=times)
+    s = make_split(names, val_fraction=0.2, seed=2, guard=Guard(None, 0.25), times=times)
     val_t = [times[n].seconds for n, v in s.assignment.items() if v == VAL]
     for n, side in s.assignment.items():
         near = min(abs(times[n].seconds - t) for t in val_t) <= 0.25
         assert (side == EXCLUDED) == (side != VAL and near)
     assert s.guard.unit == "seconds" and "0.25 s" in s.notes[0]
     with pytest.raises(FetalHeartError, match="--guard-seconds needs"):
-        make_split(names, val_fraction=0.2, guard_seconds=0.25)
+        make_split(names, val_fraction=0.2, guard=Guard(None, 0.25))
 
 
 def test_guard_never_reaches_across_videos():
@@ -184,5 +185,7 @@ def test_patient_ids_in_names_warn_and_suggest_a_group_regex():
 
 
 def test_numbered_names_without_separator_warn():
-    s = make_split([f"frame{i:03d}.png" for i in range(30)], val_fraction=0.2)
-    assert len(s.warnings) == 1 and "'frame<number>'" in s.warnings[0]
+    s = make_split([f"echo{i:03d}.png" for i in range(30)], val_fraction=0.2)
+    assert len(s.warnings) == 1 and "'echo<number>'" in s.warnings[0]
+    # a generic frame word is no video name: frame000..frame029 are frames of one video (time blocks)
+    assert make_split([f"frame{i:03d}.png" for i in range(30)], val_fraction=0.2).method == "time_blocks"

@@ -30,6 +30,7 @@ from fetalheart.annotations.split import (
     VAL,
     Folds,
     FrameTime,
+    Guard,
     Split,
     frame_time_from_name,
     make_folds,
@@ -109,7 +110,8 @@ class ConvertOptions:
 
     val_fraction: float = 0.2
     seed: int = 0
-    group_regex: str | None = None  # what groups frames (video/patient); default: the file name's stem
+    group_regex: str | None = None  # what groups frames (video/patient); default: the video (split.video_and_index)
+    group_by: str = "video"  # without group_regex: "video" or "patient" (the top folder of each image path)
     val_list: Path | list[str] | None = None  # a file (or list) naming the val images or groups
     folds: int = 0
     guard_gap: int | None = None
@@ -126,7 +128,7 @@ class ConvertOptions:
         """The ``options`` section of conversion_report.json."""
         val_list, labels = self.val_list, self.labels
         return dict(
-            val_fraction=self.val_fraction, seed=self.seed, group_regex=self.group_regex,
+            val_fraction=self.val_fraction, seed=self.seed, group_regex=self.group_regex, group_by=self.group_by,
             val_list=str(val_list) if isinstance(val_list, (str, Path)) else val_list,
             link=self.link, labels=str(labels) if isinstance(labels, (str, Path)) else labels, unknown=self.unknown,
             ignore_labels=sorted(ignore), drop_empty=self.drop_empty, skip_invalid=self.skip_invalid,
@@ -138,8 +140,9 @@ class ConvertOptions:
 def _make_split(names: list[str], options: ConvertOptions, guard_gap: int, times: dict[str, FrameTime],
                 val_entries: list[str] | None) -> tuple[Split | Folds, dict[str, dict[str, str]]]:
     """The split (or folds) of the kept images, and each annotation file prefix's assignment."""
-    split_opts = dict(seed=options.seed, group_regex=options.group_regex, guard_gap=guard_gap,
-                      guard_seconds=options.guard_seconds, times=times)
+    guard = Guard(frames=None, seconds=options.guard_seconds) if options.guard_seconds is not None else Guard(guard_gap)
+    split_opts = dict(seed=options.seed, group_regex=options.group_regex, group_by=options.group_by, guard=guard,
+                      times=times)
     if options.folds:
         folds = make_folds(names, options.folds, **split_opts)
         return folds, {f"fold{i}_": a for i, a in enumerate(folds.assignments)}

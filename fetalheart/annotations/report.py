@@ -110,7 +110,7 @@ def _split_section(sp: dict) -> list[str]:
                    f"actual {sp['val_fraction_actual']}.  ")
     else:
         out.append(f"Method: **{sp['method']}**.  ")
-    out.append(f"Grouping: {sp['grouping']}.  ")
+    out.append(f"Grouping ({sp.get('n_groups', len(sp['groups']))} groups): {sp['grouping']}.  ")
     guard = sp.get("guard")
     if guard:
         unit = "s" if guard["unit"] == "seconds" else "source-video frames"
@@ -236,7 +236,9 @@ def _split_info(run: ConversionRun) -> dict:
     return {
         "method": split.method,
         "grouping": split.grouping,
-        "grouping_rule": "regex" if run.options.get("group_regex") else "file_name",
+        "grouping_rule": ("regex" if run.options.get("group_regex")
+                          else "patient_folder" if run.options.get("group_by") == "patient" else "file_name"),
+        "n_groups": len(set(split.image_groups.values())),
         "groups": {},
         "notes": notes,
         "warnings": list(split.warnings),
@@ -263,7 +265,8 @@ def _split_sections(run: ConversionRun) -> dict:
     )
     # keep the historical key order: method, fractions, grouping, groups, notes first
     info = {k: info[k] for k in ("method", "val_fraction_requested", "val_fraction_actual", "grouping",
-                                 "grouping_rule", "groups", "notes", "warnings", "guard", "frame_index_source")}
+                                 "grouping_rule", "n_groups", "groups", "notes", "warnings", "guard",
+                                 "frame_index_source")}
     return {
         "images": {
             "train": len(train),

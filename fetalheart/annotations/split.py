@@ -1,7 +1,8 @@
 """Train/val splits and K folds that do not leak neighbouring frames of one video across the split.
 
 Frames of one video are near-duplicates, so a random frame split (the study's 140/36) measures
-memorisation. We split by group (video, or what ``--group-regex`` captures) when there are several,
+memorisation. We split by group (video, patient with ``--group-by patient``, or what ``--group-regex``
+captures) when there are several,
 choosing the set of val groups whose image count is closest to the requested share. With a single
 video we cut it into contiguous time blocks and leave out the train frames within a guard gap of a
 val frame, measured in source-video frames or in seconds (not in extracted frames, whose spacing
@@ -33,26 +34,64 @@ FRACTION_TOLERANCE = 0.1
 
 TRAIN, VAL, EXCLUDED = "train", "val", "excluded"
 
+#: How frames are grouped without a --group-regex: by video (the default) or by patient.
+GROUP_BY = ("video", "patient")
+
 DEFAULT_GROUPING = (
-    "file-name rule: the image path without the frame index that ends it after a '_', '-' or '.' "
-    "(phantom_s3_000045.png -> phantom_s3; video1/frame_0001.png -> video1/frame; case001.png -> case001)"
+    "by video: an image named by a frame number alone (or a frame word and a number: 0001, frame_0001, IM_0001, "
+    "img001) belongs to its folder (video1/0001.png -> video1); any other image to its path without the frame "
+    "index that ends it after a '_', '-' or '.' (phantom_s3_000045.png -> phantom_s3; case001.png -> case001)"
 )
 
 #: A patient-like id at the start of a folder or file name: patient07, pat_3, subject-12, case001, pt5, id42.
 _PATIENT_RE = re.compile(r"(?:^|/)((patient|pat|subject|subj|case|pt|id)[_\-]?\d+)(?![0-9])", re.IGNORECASE)
+#: A file stem that is only a frame number, or a generic frame word and one (``0001``, ``frame_0001``,
+#: ``IM_0001``, ``img001``, ``Image-12``): such names say nothing about the video, so their folder does
+#: (``ffmpeg -i v.mp4 video1/%04d.png`` and many scanner exports write one folder per video).
+_NUMBERED_FRAME_RE = re.compile(r"^(?:(?:frames?|img|images?|im|pic|picture|still|slice|f)[ _\-.]?)?(\d+)$",
+                                re.IGNORECASE)
+#: The group of images directly in the input folder that are named by a number only.
+TOP_FOLDER = "."
+
+
+def video_and_index(name: str) -> tuple[str, int | None, str]:
+    """(video, frame index, rule) of an image name (relative to its input folder).
+
+    Rule ``"folder"``: the stem is only a frame number or a frame word and number, so the video is the
+    folder (``video1/0001.png`` -> ``video1``, index 1); ``"stem"``: the path without the frame index
+    that ends it after a separator (``video1/clip_0007.png`` -> ``video1/clip``, 7); ``"name"``: no
+    frame index, the whole path without its suffix (``case001.png`` -> ``case001``).
+    """
+    path = PurePosixPath(name)
+    m = _NUMBERED_FRAME_RE.match(path.stem)
+    if m:
+        folder = path.parent.as_posix()
+        return (TOP_FOLDER if folder in ("", ".") else folder), int(m.group(1)), "folder"
+    video, index = frame_stem_and_index(name)
+    return video, index, ("stem" if index is not None else "name")
 
 
 def default_group(name: str) -> str:
-    """Group of an image name: its path without the trailing frame index (``phantom_s3_000045.png``
-    -> ``phantom_s3``; ``video1/frame_0001.png`` -> ``video1/frame``)."""
-    return frame_stem_and_index(name)[0]
+    """Group (video) of an image name: see :func:`video_and_index` (``phantom_s3_000045.png`` ->
+    ``phantom_s3``; ``video1/0001.png`` and ``video1/frame_0001.png`` -> ``video1``)."""
+    return video_and_index(name)[0]
 
 
-def group_of(name: str, group_regex: str | re.Pattern | None = None) -> str:
+def patient_group(name: str) -> str:
+    """Group by patient: the top folder of the image path (``p07/video2/0001.png`` -> ``p07``)."""
+    parts = PurePosixPath(name).parts
+    if len(parts) < 2:
+        raise ValueError(f"--group-by patient needs one folder per patient in the input folder, but {name!r} is in "
+                         "none; put each patient's videos in a folder of its own, or pass --group-regex")
+    return parts[0]
+
+
+def group_of(name: str, group_regex: str | re.Pattern | None = None, group_by: str = "video") -> str:
     """Group by ``group_regex`` (first capture group, else the whole match, searched in the
-    image name) or by :func:`default_group`. Raises ValueError if the regex does not match."""
+    image name), else by patient (``group_by="patient"``) or video (:func:`default_group`).
+    Raises ValueError if the regex does not match or an image has no patient folder."""
     if group_regex is None:
-        return default_group(name)
+        return patient_group(name) if group_by == "patient" else default_group(name)
     pattern = re.compile(group_regex) if isinstance(group_regex, str) else group_regex
     m = pattern.search(name)
     if not m:
@@ -77,9 +116,10 @@ class FrameTime:
 
 def frame_time_from_name(name: str) -> FrameTime:
     """The fallback when no ``frames.csv`` knows the image: the index parsed from the name is taken
-    as the source frame index (true for ``extract_frames`` output, which names frames by it)."""
-    stem, idx = frame_stem_and_index(name)
-    return FrameTime(stem, idx, None)
+    as the source frame index (true for ``extract_frames`` output, which names frames by it, and for
+    ``ffmpeg``'s ``%04d.png``, which numbers the decoded frames)."""
+    video, idx, _ = video_and_index(name)
+    return FrameTime(video, idx, None)
 
 
 @dataclass(frozen=True)
@@ -329,9 +369,13 @@ def val_list_split(names: list[str], groups: dict[str, str], entries: list[str])
 # ------------------------------------------------------------------------------------ the entry points
 
 
-def _groups_for(names: list[str], group_regex: str | None) -> dict[str, str]:
+def _groups_for(names: list[str], group_regex: str | None, group_by: str = "video") -> dict[str, str]:
+    if group_by not in GROUP_BY:
+        raise FetalHeartError(f"--group-by must be {' or '.join(GROUP_BY)}, got {group_by!r}")
+    if group_regex is not None and group_by != "video":
+        raise FetalHeartError("--group-by and --group-regex are mutually exclusive: give one")
     try:
-        return {n: group_of(n, group_regex) for n in names}
+        return {n: group_of(n, group_regex, group_by) for n in names}
     except (ValueError, re.error) as exc:
         raise FetalHeartError(str(exc)) from None
 
@@ -348,10 +392,23 @@ def _times_for(names: list[str], times: dict[str, FrameTime] | None, guard: Guar
     return times
 
 
-def _grouping_text(group_regex: str | None) -> str:
-    if group_regex is None:
-        return DEFAULT_GROUPING
-    return f"--group-regex {group_regex!r}: its first capture group (or the whole match) searched in the image path"
+def describe_grouping(names: list[str], groups: dict[str, str], group_regex: str | None = None,
+                      group_by: str = "video") -> str:
+    """How the groups of these images were formed, in words, with the counts and an example per rule."""
+    if group_regex is not None:
+        return f"--group-regex {group_regex!r}: its first capture group (or the whole match) searched in the image path"
+    if group_by == "patient":
+        example = f" ({names[0]} -> {groups[names[0]]})" if names else ""
+        return f"by patient (--group-by patient): the top folder of each image's path{example}"
+    by_rule: dict[str, list[str]] = {}
+    for n in names:
+        by_rule.setdefault(video_and_index(n)[2], []).append(n)
+    words = {"folder": "named by a frame number alone (or a frame word and a number) belong to their folder",
+             "stem": "belong to their path without the frame index that ends it after a '_', '-' or '.'",
+             "name": "have no frame index after a '_', '-' or '.', so each path is its own group"}
+    parts = [f"{len(by_rule[r])} image{'s' if len(by_rule[r]) != 1 else ''} {words[r]} "
+             f"({by_rule[r][0]} -> {groups[by_rule[r][0]]})" for r in ("folder", "stem", "name") if r in by_rule]
+    return "by video: " + ("; ".join(parts) if parts else "no images")
 
 
 def make_split(
@@ -361,19 +418,20 @@ def make_split(
     seed: int = 0,
     group_regex: str | None = None,
     val_list: list[str] | None = None,
-    guard_gap: int = DEFAULT_GUARD_GAP,
-    guard_seconds: float | None = None,
+    guard: Guard | None = None,
     times: dict[str, FrameTime] | None = None,
+    group_by: str = "video",
 ) -> Split:
     """Choose and run the split: val list, else grouped (>= 2 groups), else time blocks.
 
     ``times`` gives each image's source frame index / time (default: the index in its name);
-    ``guard_seconds``, when given, replaces ``guard_gap`` as the single-video guard gap.
+    ``guard`` is the single-video guard gap (default ``DEFAULT_GUARD_GAP`` source frames);
+    ``group_by``: "video" (default) or "patient" (the top folder), when there is no ``group_regex``.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise FetalHeartError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    groups = _groups_for(names, group_regex)
-    guard = Guard(frames=None, seconds=guard_seconds) if guard_seconds is not None else Guard(frames=guard_gap)
+    groups = _groups_for(names, group_regex, group_by)
+    guard = guard or Guard()
     if val_list is not None:
         split = val_list_split(names, groups, val_list)
     elif val_fraction == 0 or len(names) < 2:
@@ -384,9 +442,10 @@ def make_split(
         split = time_block_split(names, val_fraction, seed, times=_times_for(names, times, guard), guard=guard)
     if split.method != "grouped":
         split.groups = _group_sides(groups, split.assignment)
-    split.grouping = _grouping_text(group_regex)
+    split.grouping = describe_grouping(names, groups, group_regex, group_by)
     split.image_groups = groups
-    split.warnings += _fraction_warning(split, val_fraction) + name_warnings(names, groups, group_regex)
+    split.warnings += _fraction_warning(split, val_fraction) + grouping_warnings(names, groups, group_regex, group_by,
+                                                                                split.grouping)
     return split
 
 
@@ -396,9 +455,9 @@ def make_folds(
     *,
     seed: int = 0,
     group_regex: str | None = None,
-    guard_gap: int = DEFAULT_GUARD_GAP,
-    guard_seconds: float | None = None,
+    guard: Guard | None = None,
     times: dict[str, FrameTime] | None = None,
+    group_by: str = "video",
 ) -> Folds:
     """Grouped K-fold cross-validation: each group's images go to the val side of exactly one fold.
 
@@ -408,21 +467,21 @@ def make_folds(
     """
     if k < 2:
         raise FetalHeartError(f"--folds must be at least 2, got {k}")
-    groups = _groups_for(names, group_regex)
-    guard = Guard(frames=None, seconds=guard_seconds) if guard_seconds is not None else Guard(frames=guard_gap)
+    groups = _groups_for(names, group_regex, group_by)
+    guard = guard or Guard()
     distinct = sorted(set(groups.values()))
     if len(distinct) == 1:
         folds = _time_block_folds(names, k, _times_for(names, times, guard), guard)
     elif len(distinct) < k:
         raise FetalHeartError(
             f"--folds {k} needs at least {k} groups (videos), found {len(distinct)}: {', '.join(distinct[:10])}; "
-            "use fewer folds or a --group-regex with more groups"
+            "use fewer folds, or a --group-regex or folder layout with more groups"
         )
     else:
         folds = _grouped_folds(groups, k, seed)
-    folds.grouping = _grouping_text(group_regex)
+    folds.grouping = describe_grouping(names, groups, group_regex, group_by)
     folds.image_groups = groups
-    folds.warnings += name_warnings(names, groups, group_regex)
+    folds.warnings += grouping_warnings(names, groups, group_regex, group_by, folds.grouping)
     return folds
 
 
@@ -490,25 +549,46 @@ def _fraction_warning(split: Split, requested: float) -> list[str]:
     ]
 
 
-def name_warnings(names: list[str], groups: dict[str, str], group_regex: str | None) -> list[str]:
-    """Warnings about the default grouping: names that carry patient ids, and numbered names that
-    have no separator before the number (each then is its own group)."""
-    if group_regex is not None:
+#: Warn when more than this share of the groups (at least ``SINGLE_FRAME_MIN_GROUPS`` of them) hold one frame.
+SINGLE_FRAME_SHARE = 0.5
+SINGLE_FRAME_MIN_GROUPS = 3
+
+
+def single_frame_warning(groups: dict[str, str], grouping: str) -> list[str]:
+    """Most groups hold one frame: either one labelled frame per video (fine), or the grouping did not
+    find the videos and every frame is its own group (a leak the split cannot see). Say how it grouped."""
+    sizes: dict[str, int] = {}
+    for g in groups.values():
+        sizes[g] = sizes.get(g, 0) + 1
+    single = sum(1 for c in sizes.values() if c == 1)
+    if len(sizes) < SINGLE_FRAME_MIN_GROUPS or single <= SINGLE_FRAME_SHARE * len(sizes):
         return []
-    return _patient_warning(names, groups) + _unseparated_warning(names, groups)
+    return [f"{single} of {len(sizes)} groups hold a single frame; grouping {grouping}. If several of these frames "
+            "come from one video, that video can be on both sides of the split: put each video's frames in a folder "
+            "of its own, name them <video>_<frame>, or pass --group-regex"]
+
+
+def grouping_warnings(names: list[str], groups: dict[str, str], group_regex: str | None, group_by: str,
+                      grouping: str) -> list[str]:
+    """Warnings about the grouping: by video while the names carry patient ids; numbered names with no
+    separator before the number (each then is its own group); else most groups holding one frame."""
+    named = [] if group_regex is not None or group_by != "video" else _patient_warning(names, groups)
+    unseparated = [] if group_regex is not None or group_by != "video" else _unseparated_warning(names, groups)
+    return named + (unseparated or single_frame_warning(groups, grouping))
 
 
 def _patient_warning(names: list[str], groups: dict[str, str]) -> list[str]:
     patients: dict[str, set[str]] = {}
-    word = ""
+    word, top_folders = "", True
     for n in names:
         m = _PATIENT_RE.search(n)
         if m:
             patients.setdefault(m.group(1).lower(), set()).add(groups[n])
             word = word or m.group(2).lower()
+            top_folders &= m.start(1) == 0 and n[m.end(1):].startswith("/")
     if not patients:
         return []
-    hint = f"--group-regex '(?i)(?:^|/)({word}[_-]?[0-9]+)'"
+    hint = "--group-by patient" if top_folders else f"--group-regex '(?i)(?:^|/)({word}[_-]?[0-9]+)'"
     multi = {p: g for p, g in patients.items() if len(g) > 1}
     example = next(iter(sorted(multi or patients)))
     if multi:
@@ -517,7 +597,7 @@ def _patient_warning(names: list[str], groups: dict[str, str]) -> list[str]:
     else:
         what = (f"each of the {len(patients)} patient ids (e.g. '{example}') is in one group here, but a "
                 "patient with several videos would be split across train and val")
-    return [f"grouping is by video (file-name stem) while the names carry patient ids: {what}; "
+    return [f"grouping is by video while the names carry patient ids: {what}; "
             f"to group by patient pass {hint}"]
 
 

@@ -20,17 +20,23 @@ EPILOG = """examples:
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch
   # your own label list, symlinked images, frames of the videos named in val.txt go to val
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch --labels labels.txt --val-list val.txt --link
+  # one folder per patient, one per video inside (patient07/clip2/0001.png): group by patient
+  tools/labelme2coco.py data/labelme -o datasets/fetal4ch --group-by patient
   # videos named like patient07_clip2_000123.png: group by patient
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch --group-regex '^(patient\\d+)'
   # 5-fold grouped cross-validation: annotations/fold0_train.json ... fold4_val.json
   tools/labelme2coco.py data/labelme -o datasets/fetal4ch_cv --folds 5
 
-grouping: by default an image's group (video) is its name without the frame index that ends it after
-a '_', '-' or '.' (phantom_s3_000045.png -> phantom_s3; case001.png -> case001), including its
-sub-folder. With several groups, whole groups go to val: the set closest to --val-fraction (the
-report warns when it misses by more than 0.1). With one video, contiguous time blocks, and the train
-frames within --guard-gap source frames (or --guard-seconds) of a val frame left out (weaker than a
-split by video: the report says so). Source frame index and time come from a frames.csv of
+grouping: by default an image's group is its video. Frames named by a number alone or a frame word and
+a number (0001.png, frame_0001.png, IM_0001.png, img001.png: what `ffmpeg -i v.mp4 video1/%04d.png` and
+many scanner exports write) belong to their folder (video1/0001.png -> video1; patient07/clip2/0001.png
+-> patient07/clip2); other images to their path without the frame index that ends it after a '_', '-'
+or '.' (phantom_s3_000045.png -> phantom_s3; case001.png -> case001). --group-by patient groups by the
+top folder instead (patient07/clip2/0001.png -> patient07). The report says how the groups were formed
+and warns when most groups hold one frame. With several groups, whole groups go to val: the set
+closest to --val-fraction (the report warns when it misses by more than 0.1). With one video,
+contiguous time blocks, and the train frames within --guard-gap source frames (or --guard-seconds) of
+a val frame left out (weaker than a split by video: the report says so). Source frame index and time come from a frames.csv of
 extract_frames beside the images (or one folder up), else the index in the file name is taken as
 the source frame index.
 """
@@ -44,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, help="output dataset folder")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    p.add_argument("--group-regex", help="regex on the image name; its first group (or the match) is the video")
+    grouping = p.add_mutually_exclusive_group()
+    grouping.add_argument("--group-by", choices=["video", "patient"], default="video",
+                          help="without --group-regex: group by video (default) or by patient, the top folder "
+                               "of each image path (patient07/clip2/0001.png -> patient07)")
+    grouping.add_argument("--group-regex",
+                          help="regex on the image name; its first group (or the match) is the group")
     p.add_argument("--val-list", type=Path,
                    help="file listing val image names, stems or groups, one a line (overrides --val-fraction)")
     guard = p.add_mutually_exclusive_group()
@@ -77,7 +88,8 @@ def _main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     options = ConvertOptions(
-        val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex, val_list=args.val_list,
+        val_fraction=args.val_fraction, seed=args.seed, group_regex=args.group_regex, group_by=args.group_by,
+        val_list=args.val_list,
         folds=args.folds, guard_gap=args.guard_gap, guard_seconds=args.guard_seconds, labels=args.labels,
         unknown=args.unknown, ignore_label=args.ignore_label, drop_empty=args.drop_empty,
         skip_invalid=args.skip_invalid, link=args.link,
@@ -89,6 +101,11 @@ def _main(argv=None) -> int:
 
 
 def _summary(report: dict, out: Path) -> str:
+    split = report["split"]
+    return f"{split['n_groups']} groups, {split['grouping']}\n" + _counts(report, out)
+
+
+def _counts(report: dict, out: Path) -> str:
     im, inst = report["images"], report["instances"]
     if "folds" in report:
         sizes = ", ".join(f"{f['train']}/{f['val']}" for f in report["folds"]["per_fold"])
