@@ -39,12 +39,13 @@ def make_inputs(root: Path, n_files: int, n_videos: int = 10) -> None:
     frames, labelme = root / "frames", root / "labelme"
     frames.mkdir(parents=True)
     labelme.mkdir()
-    master = frames / "_master.png"
-    cv2.imwrite(str(master), img)
     t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
     for k in range(n_files):
         stem = f"video{k % n_videos}_{k // n_videos:06d}"
-        os.link(master, frames / f"{stem}.png")  # real 1280x720 PNG per name, written once
+        # a real 1280x720 PNG per name, each with its own pixels (the converter merges or refuses
+        # images with equal bytes or pixels): the frame number stamped into the first row
+        img[0, :8] = np.frombuffer(k.to_bytes(8, "little"), np.uint8)
+        cv2.imwrite(str(frames / f"{stem}.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         shapes = []
         for c, label in enumerate(CLASS_NAMES):
             cx, cy, r = 150 + 100 * c, 200 + 30 * (k % 7), 40 + 5 * c
@@ -54,7 +55,6 @@ def make_inputs(root: Path, n_files: int, n_videos: int = 10) -> None:
         doc = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": f"../frames/{stem}.png",
                "imageData": None, "imageHeight": H, "imageWidth": W}
         (labelme / f"{stem}.json").write_text(json.dumps(doc))
-    master.unlink()
 
 
 def main() -> int:

@@ -109,12 +109,13 @@ def test_explicit_non_labelme_file_is_an_error(tmp_path, capsys):
     assert "not a LabelMe file" in capsys.readouterr().err
 
 
-def test_duplicate_image_is_a_problem(tmp_path, capsys):
+def test_two_different_images_under_one_name_are_a_problem(tmp_path, capsys):
     d = tmp_path / "in"
-    write_labelme(d / "a_0001.json", heart_shapes())
-    write_labelme(d / "b_0001.json", heart_shapes(), image_path="a_0001.png", make_image=False)
+    write_labelme(d / "a_0001.json", heart_shapes(), image_path="one/x_0001.png")
+    write_labelme(d / "b_0001.json", heart_shapes(), image_path="two/x_0001.png")
     assert main([str(d), "-o", str(tmp_path / "out"), "-q"]) == 2
-    assert "duplicate image name 'a_0001.png'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "duplicate image name 'x_0001.png'" in err and "(a different image)" in err
 
 
 def test_missing_input_and_bad_options(tmp_path, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import fetalheart
 from fetalheart.annotations.coco import coco_document, write_coco
+from fetalheart.annotations.duplicates import add_pixel_digests, merge_duplicates
 from fetalheart.annotations.labelme import (
     decode_image_data,
     load_json,
@@ -182,14 +183,14 @@ def convert(inputs: list[Path], out_dir: Path, options: ConvertOptions | None = 
     val_entries = _read_val_list(o.val_list)  # an unreadable list fails before the (slow) reading pass
     job_list, problems = find_jobs([Path(p) for p in inputs], out_dir)
     results = read_files(job_list, ReadOptions(label_map, o.unknown, o.max_pixels or MAX_IMAGE_PIXELS), jobs, quiet)
-    kept, problems, skipped, dropped_empty = _collect(results, problems, o.skip_invalid, o.drop_empty)
+    kept, problems, skipped, dropped_empty, merged = _collect(results, problems, o.skip_invalid, o.drop_empty)
 
     times, index_sources = frame_times(kept)
     split, assignments = _make_split([r.name for r in kept], o, guard_gap, times, val_entries)
     categories = categories_for(cat_names)
     docs = _documents(kept, split, assignments, cat_names, categories)
     run = ConversionRun(list(inputs), out_dir, kept, split, cat_names, problems, skipped, dropped_empty,
-               o.report_dict(ignore, guard_gap), index_sources)
+                        o.report_dict(ignore, guard_gap), index_sources, merged)
     report = build_report(run, docs)
 
     # ---- write (only now: every check above passed)
@@ -198,6 +199,9 @@ def convert(inputs: list[Path], out_dir: Path, options: ConvertOptions | None = 
         _remove_stale_annotations(out_dir, set(docs))
     for w in report["split"]["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
+    if merged and not quiet:
+        print(f"note: {len(merged)} LabelMe file(s) annotate an image another file already gives, with the same "
+              f"shapes: one dataset image each (e.g. {merged[0]})", file=sys.stderr)
     return report
 
 
@@ -249,15 +253,19 @@ def _read_val_list(val_list: Path | list[str] | None) -> list[str] | None:
 
 
 def _collect(results: list[FileResult], problems: list[str], skip_invalid: bool, drop_empty: bool):
-    """(kept in name order, problems, skipped, dropped_empty); raise if problems and not skip_invalid."""
+    """(kept in name order, problems, skipped, dropped_empty, merged duplicates); raise if problems and
+    not skip_invalid."""
     skipped = [f"{r.job.json_path}: {r.reason}" for r in results if r.status == "skipped"]
     problems = problems + [f"{r.job.json_path}: {r.reason}" for r in results if r.status == "invalid"]
+    readable = [r for r in results if r.status == "ok"]
+    add_pixel_digests(readable)
+    unique, duplicate_problems, merged = merge_duplicates(readable)
+    problems += duplicate_problems
     by_name: dict[str, FileResult] = {}
-    for r in (r for r in results if r.status == "ok"):
+    for r in unique:
         if r.name in by_name:
-            first = by_name[r.name]
-            same = " (the same image annotated twice)" if r.source and r.source == first.source else ""
-            problems.append(f"{r.job.json_path}: duplicate image name {r.name!r}, also from {first.job.json_path}{same}")
+            problems.append(f"{r.job.json_path}: duplicate image name {r.name!r}, also from "
+                            f"{by_name[r.name].job.json_path} (a different image)")
             r.status = "invalid"
             continue
         by_name[r.name] = r
@@ -272,7 +280,7 @@ def _collect(results: list[FileResult], problems: list[str], skip_invalid: bool,
         kept = [r for r in kept if r.annotations]
     if not kept:
         raise FetalHeartError("no LabelMe files to convert" + (f" ({len(problems)} invalid)" if problems else ""))
-    return kept, problems, skipped, dropped_empty
+    return kept, problems, skipped, dropped_empty, merged
 
 
 # ------------------------------------------------------------------------------------- frame times

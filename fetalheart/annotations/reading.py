@@ -6,6 +6,7 @@ Run in parallel over all files (``read_files``); ``convert`` then assembles and 
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -33,6 +34,7 @@ from fetalheart.annotations.labelme import (
     shape_polygon,
 )
 from fetalheart.classes import normalize_label
+from fetalheart.utils.io import file_sha256
 
 from tqdm import tqdm
 
@@ -77,6 +79,8 @@ class FileResult:
     name: str = ""  # output image name, relative to OUT/images
     source: str = ""  # resolved source image path, or "" for embedded imageData
     embedded: bool = False
+    content: str = ""  # SHA-256 of the encoded image bytes (file or embedded)
+    pixels: str = ""  # SHA-256 of the decoded pixels, where duplicates.add_pixel_digests needed it
     width: int = 0
     height: int = 0
     annotations: list[dict] = field(default_factory=list)
@@ -112,6 +116,7 @@ def _resolve_image(lf: LabelmeFile, job: Job, opts: ReadOptions, res: FileResult
         try:
             info = image_info(candidate, opts.max_pixels)
             res.source = str(candidate.resolve())
+            res.content = file_sha256(candidate)
             base = safe_image_name(lf.image_path)
         except LabelmeError as exc:
             if not lf.image_data:
@@ -124,7 +129,7 @@ def _resolve_image(lf: LabelmeFile, job: Job, opts: ReadOptions, res: FileResult
                     f"image not found: {candidate} (imagePath {lf.image_path!r}) and no embedded imageData"
                 )
             raise LabelmeError("no image: empty imagePath and no imageData")
-        info, base = _embedded_image(lf, job, opts, file_problem)
+        info, base = _embedded_image(lf, job, opts, file_problem, res)
         res.embedded = True
         if file_problem:
             res.warnings.append(f"{file_problem}: used the embedded imageData")
@@ -139,14 +144,16 @@ def _resolve_image(lf: LabelmeFile, job: Job, opts: ReadOptions, res: FileResult
         res.warnings.append(f"{info.mode} image: detectron2 reads it as 8-bit RGB, check the intensity range")
 
 
-def _embedded_image(lf: LabelmeFile, job: Job, opts: ReadOptions, file_problem: str):
+def _embedded_image(lf: LabelmeFile, job: Job, opts: ReadOptions, file_problem: str, res: FileResult):
     """(ImageInfo, output file name) of the embedded ``imageData``.
 
     The name is ``imagePath``'s file name when that names an image, else the JSON's stem with the
     suffix of the embedded format (``apc2016_obj3.json`` -> ``apc2016_obj3.jpg``).
     """
     try:
-        info = image_info(decode_image_data(lf.image_data or ""), opts.max_pixels)
+        data = decode_image_data(lf.image_data or "")
+        info = image_info(data, opts.max_pixels)
+        res.content = hashlib.sha256(data).hexdigest()
     except LabelmeError as exc:
         raise LabelmeError(f"{file_problem}; embedded imageData: {exc}" if file_problem else str(exc)) from None
     base = ""

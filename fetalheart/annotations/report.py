@@ -6,7 +6,7 @@ and its human-readable Markdown (``report_markdown``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetalheart import __version__
@@ -142,6 +142,7 @@ def _validation_lines(v: dict) -> list[str]:
     sections = [
         ("Invalid files left out", v["invalid_files"]),
         ("Non-LabelMe JSON skipped", v["skipped_non_labelme"]),
+        ("Duplicate images merged (one dataset image each)", v.get("duplicate_images_merged", [])),
         ("Degenerate shapes dropped", v["degenerate_shapes_dropped"]),
         ("Self-intersecting polygons", v["self_intersecting_polygons"]),
         ("Warnings", v["warnings"]),
@@ -177,6 +178,7 @@ class ConversionRun:
     dropped_empty: list[str]
     options: dict
     index_sources: dict[str, int]
+    merged_duplicates: list[str] = field(default_factory=list)  # JSON files whose image another file already gave
 
 
 def _counts(kept: list[FileResult], names: set[str], cat_names: list[str]) -> tuple[dict[str, int], int]:
@@ -333,6 +335,7 @@ def _validation_section(run: ConversionRun) -> dict:
     return {
         "invalid_files": run.problems,
         "skipped_non_labelme": run.skipped,
+        "duplicate_images_merged": run.merged_duplicates,
         "ignored_shape_types": dict(sorted(ignored.items())),
         "unknown_labels_skipped": dict(sorted(unknown.items())),
         "unknown_keys": dict(sorted(unknown_keys.items())),
