@@ -2,47 +2,42 @@
 
 A bd result costs a kernel estimate (~0.1 s per frame; cached separately, see kernels.py)
 plus an FFT deconvolution, and training sees each image many times, so the finished image of
-a bd spec is cached too. The key is a SHA-256 of the pixels (shape, dtype, bytes), the
-canonical spec, the parameters the spec uses, the mask and ``CACHE_VERSION``: change any of
-them and the entry is simply not found. Entries are lossless PNG (uint8/uint16), written
-atomically so concurrent DataLoader workers never read half a file.
+a bd spec is cached too. The key (``fetalheart.utils.keys``, the one content-key scheme) holds the
+SHA-256 of the pixels (shape, dtype, bytes), the canonical spec, the parameters the spec uses, the
+mask and ``CACHE_VERSION``, never a path: change any of them and the entry is simply not found,
+move the cache or the images and every entry is still found. Entries are lossless PNG
+(uint8/uint16), written atomically so concurrent DataLoader workers never read half a file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from fetalheart.utils.io import atomic_path
+from fetalheart.utils.keys import array_digest, content_key
 
 import cv2
 import numpy as np
 
-#: Bump when an algorithm changes its output, so stale cache entries are ignored.
+#: Bump when an enhancement algorithm (he, ahe, clahe, bd, the sector mask) changes its output, so
+#: stale cache entries are ignored; it is also part of every training run's key (a model trained on
+#: the old output is trained again, fetalheart.pipeline.keys).
 #: 2: bd deconvolves every frame (kernel floor ``bd_min_sigma``), kernel estimated on the
 #: original image inside the sector and shared by all bd specs.
 CACHE_VERSION = 2
 
-
-def image_digest(image: np.ndarray) -> str:
-    """SHA-256 of an array's shape, dtype and bytes."""
-    h = hashlib.sha256()
-    h.update(f"{image.shape}|{image.dtype.str}|".encode())
-    h.update(np.ascontiguousarray(image).tobytes())
-    return h.hexdigest()
+#: SHA-256 of an array's shape, dtype and bytes (the scheme's ``array_digest``).
+image_digest = array_digest
 
 
 def cache_key(image: np.ndarray, spec: str, params: dict[str, Any], mask: Any) -> str:
     """Key of one (image, spec, used params, mask) combination."""
     mask_part = mask if isinstance(mask, str) or mask is None else "array:" + image_digest(np.asarray(mask, bool))
-    meta = json.dumps(
-        {"v": CACHE_VERSION, "spec": spec, "params": params, "mask": mask_part}, sort_keys=True, default=str
-    )
-    return hashlib.sha256((image_digest(image) + "|" + meta).encode()).hexdigest()
+    return content_key({"image": image_digest(image), "v": CACHE_VERSION, "spec": spec, "params": params,
+                        "mask": mask_part})
 
 
 class MemoryLru:

@@ -6,8 +6,8 @@ as lossless PNG (a JPEG source gets ``.png`` in its file_name: re-encoding enhan
 JPEG would add the very artefacts HE amplifies).
 
 Caching: ``OUT/images/.enhance_manifest.json`` records, per output image, a key made of the
-SHA-256 of the source file's bytes + spec + the parameters it uses + mask mode, and the image's
-change record. A rerun (another split, ``--overwrite``, an interrupted run) skips every image
+SHA-256 of the source file's bytes + spec + the parameters it uses + mask mode + ``CACHE_VERSION``
+(``fetalheart.utils.keys``: content, never a path), and the image's change record. A rerun (another split, ``--overwrite``, an interrupted run) skips every image
 whose key matches and whose output exists, so it costs one hash per image. bd kernels go to
 ``cache_dir`` (default ``OUT/enhance_cache``): pass one folder to every bd spec so each source
 image's kernel is estimated once.
@@ -20,7 +20,6 @@ and by how much, written per split to ``OUT/enhance_report.json``; a step changi
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from fetalheart.enhance.spec import parse_spec, resolve_params, spec_name, used_
 from fetalheart.enhance.stats import image_changes, summarise_changes
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import atomic_path, ensure_writable_dir, file_sha256, write_json_atomic
+from fetalheart.utils.keys import content_key
 
 import cv2
 from tqdm import tqdm
@@ -122,11 +122,11 @@ def _run(todo: list, init: tuple, workers: int, manifest: dict, desc: str, quiet
         bar.close()
 
 
-def _todo(jobs: list[tuple[Path, str]], image_root: Path, meta: str, manifest: dict, quiet: bool) -> list:
+def _todo(jobs: list[tuple[Path, str]], image_root: Path, meta: dict, manifest: dict, quiet: bool) -> list:
     """The (src, dst, out_rel, key) still to enhance: those whose manifest key or output is missing."""
     todo = []
     for src, out_rel in tqdm(jobs, desc="hashing", unit="img", disable=quiet or len(jobs) < 200):
-        key = hashlib.sha256((file_sha256(src) + "|" + meta).encode()).hexdigest()
+        key = content_key({"source": file_sha256(src), **meta})
         dst = image_root / out_rel
         entry = manifest.get(out_rel)
         if not (isinstance(entry, dict) and entry.get("key") == key and "changes" in entry and dst.is_file()):
@@ -195,9 +195,7 @@ def enhance_coco(coco_json: str | os.PathLike, images_dir: str | os.PathLike, sp
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         manifest = {}
-    meta = json.dumps(
-        {"v": CACHE_VERSION, "spec": name, "params": used_params(ops, resolved), "mask": mask}, sort_keys=True
-    )
+    meta = {"v": CACHE_VERSION, "spec": name, "params": used_params(ops, resolved), "mask": mask}
     todo = _todo(jobs, image_root, meta, manifest, quiet)
     cached = len(jobs) - len(todo)
     kernel_dir = str(cache_dir if cache_dir is not None else output / "enhance_cache") if "bd" in ops else None

@@ -15,8 +15,6 @@ launches its runs), reading images exactly as the training mapper does.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
 import time
@@ -36,6 +34,7 @@ from fetalheart.enhance.spec import (
 )
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import atomic_path
+from fetalheart.utils.keys import content_key
 
 import cv2
 import numpy as np
@@ -48,9 +47,8 @@ IMAGE_DIR = "bd_images"
 def kernel_key(plane: np.ndarray, params: Mapping[str, Any], mask: str | np.ndarray | None) -> str:
     """Key of one original plane's kernel: content + estimation parameters + estimation mask."""
     mask_part = "array:" + image_digest(np.asarray(mask, bool)) if isinstance(mask, np.ndarray) else "sector"
-    meta = json.dumps({"v": CACHE_VERSION, "bd_kernel": {k: params[k] for k in KERNEL_PARAMS}, "mask": mask_part},
-                      sort_keys=True)
-    return hashlib.sha256((image_digest(plane) + "|" + meta).encode()).hexdigest()
+    return content_key({"plane": image_digest(plane), "v": CACHE_VERSION,
+                        "bd_kernel": {k: params[k] for k in KERNEL_PARAMS}, "mask": mask_part})
 
 
 class KernelCache(KeyedCache):
