@@ -41,7 +41,12 @@ def protocol_overlays(protocol: str) -> list[str]:
 
 
 def add_fetalheart_config(cfg: CN) -> None:
-    """Add fetalheart's keys (with defaults) to a detectron2 config, in place."""
+    """Add fetalheart's keys (with defaults) to a detectron2 config, in place.
+
+    Every key added here keys the training runs automatically (a changed value retrains the model);
+    a key that only decides how, where or how fast a run trains, or how it is evaluated, belongs in
+    ``fetalheart.pipeline.keys.RUN_ONLY_KEYS`` (docs/data_and_caching.md).
+    """
     for add in (_add_model_keys, _add_input_keys, _add_augmentation_keys, _add_solver_keys, _add_dataset_keys,
                 _add_test_keys, _add_eval_keys, _add_study_keys):
         add(cfg)

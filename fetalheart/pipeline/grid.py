@@ -1,8 +1,10 @@
 """Run a grid of trainings (the study's 22 models, optionally x folds x seeds), each in its own folder.
 
 Finished runs are skipped, interrupted ones resumed, a failed run does not stop the others, and a
-run whose inputs changed (its config, overlays, overrides or the dataset's content) is never
-reused: it is moved aside to ``<out>/.stale/`` and trained again. Jobs go through submitit (FAIR's
+run whose inputs changed (any key of its resolved config but the run-only ones, the dataset's
+content, the code version: ``fetalheart.pipeline.keys``) is never reused: it is moved aside to
+``<out>/.stale/`` and trained again, and the log says which input changed. Every run's key is
+checked each time (it is cheap: configs are resolved, the dataset hashed once). Jobs go through submitit (FAIR's
 launcher) with its local executor here, or Slurm on a cluster, rather than a scheduler of our own.
 Each job runs ``train_net`` in a child process with its own CUDA_VISIBLE_DEVICES and thread count,
 so several small runs can share one GPU or the cores of a laptop. While they train, a monitor
@@ -11,7 +13,6 @@ prints one line per running model every ``progress_every`` seconds (iteration, l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetalheart.config import CONFIGS_DIR, load_cfg, resolve_config_path
+from fetalheart.pipeline.keys import training_key, training_parts, why_changed
 from fetalheart.utils.errors import FetalHeartError
-from fetalheart.utils.io import file_sha256, write_json_atomic
+from fetalheart.utils.io import write_json_atomic
 
 import yaml
 
@@ -51,6 +53,7 @@ class GridRun:
     threads: int | None = None  # CPU threads of the child (OMP_NUM_THREADS); None = its default
     caller_gpus: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
     key: str = ""  # what the run depends on (set by fingerprint_runs)
+    parts: dict = field(default_factory=dict, repr=False, compare=False)  # what the key is made of
     _cfg: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -59,11 +62,17 @@ class GridRun:
             [f"seed{self.seed}"] if self.seed is not None else [])
         return "/".join(parts)
 
-    def recorded_key(self) -> str | None:
+    def recorded(self) -> dict:
+        """run_key.json of the run's folder ({} when missing or unreadable)."""
         try:
-            return json.loads((self.output_dir / RUN_KEY_FILE).read_text())["key"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            data = json.loads((self.output_dir / RUN_KEY_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def recorded_key(self) -> str | None:
+        key = self.recorded().get("key")
+        return key if isinstance(key, str) else None
 
     def status(self) -> str:
         """'done' (model_final.pth), 'resume' (a checkpoint), 'stale' (inputs changed) or 'new'."""
@@ -127,6 +136,14 @@ def _entry_config(grid_path: Path, entry: dict) -> str:
     raise FetalHeartError(f"{grid_path}: config of run {entry['name']!r} not found: {entry['config']}")
 
 
+def _grid_file(grid_path: Path, name: str | None) -> str | None:
+    """A file the grid names (its base, an overlay): beside the grid file first, as the run configs."""
+    if not name:
+        return None
+    beside = grid_path.parent / name
+    return str(beside) if beside.is_file() else str(resolve_config_path(name))
+
+
 @dataclass
 class GridSpec:
     """How to expand a grid file: which runs, folds and seeds, on which base, with which overrides."""
@@ -142,7 +159,8 @@ class GridSpec:
 def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: GridSpec | None = None) -> list[GridRun]:
     """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts}]``) into runs.
 
-    Config paths are resolved relative to the grid file, then to the shipped configs/. Every run
+    Config paths (runs, base, overlays) are resolved relative to the grid file, then to the shipped
+    configs/; ``spec.base`` and ``spec.overlays`` (command-line options) as given, then configs/. Every run
     of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is computed
     once per image and parameter set for the whole grid.
     """
@@ -150,9 +168,9 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
     grid_path = resolve_config_path(grid_file)
     grid = _read_grid(grid_path)
     entries = grid["runs"]
-    base = spec.base or grid.get("base")
-    base = str(resolve_config_path(base)) if base else None
-    overlays = [str(resolve_config_path(o)) for o in [*(grid.get("overlays") or []), *spec.overlays]]
+    base = str(resolve_config_path(spec.base)) if spec.base else _grid_file(grid_path, grid.get("base"))
+    overlays = [_grid_file(grid_path, o) for o in grid.get("overlays") or []]
+    overlays += [str(resolve_config_path(o)) for o in spec.overlays]
     bad = [i for i in spec.only or [] if not 1 <= i <= len(entries)]
     if bad:
         raise FetalHeartError(f"--only {bad}: the grid has runs 1..{len(entries)}")
@@ -184,40 +202,19 @@ def describe(run: GridRun) -> dict:
 # ------------------------------------------------------------------------------ what a run depends on
 
 
-def dataset_fingerprint(root: str | os.PathLike) -> str:
-    """Content key of a labelme2coco output folder: the annotation files and every image's bytes.
-
-    Content, not modification times: a conversion rerun that writes the same files again leaves
-    every trained model valid (hashing is seconds for thousands of frames, training is hours).
-    """
-    from fetalheart.data.datasets import resolve_dataset_dir
-
-    d = resolve_dataset_dir(root)
-    h = hashlib.sha256()
-    files = sorted((d / "annotations").glob("*.json"))
-    images = d / "images"
-    if images.is_dir():
-        files += sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
-    for path in files:
-        h.update(f"{path.relative_to(d)}|{file_sha256(path)}".encode())
-    return h.hexdigest()
-
-
 def fingerprint_runs(runs: Sequence[GridRun]) -> None:
-    """Set each run's key: its resolved config (output folder aside) and its dataset's content."""
-    datasets: dict[str, str] = {}
+    """Set each run's content key (``fetalheart.pipeline.keys``): its resolved config without the
+    run-only keys, its dataset's content, the code versions. Runs that already have a key keep it;
+    datasets and weights files shared by several runs are hashed once."""
+    cache: dict = {}
     for run in runs:
+        if run.key:
+            continue
         if run.valid_config() is None:
             run.key = ""
             continue
-        cfg = run.config_node().clone()
-        cfg.defrost()
-        cfg.OUTPUT_DIR = ""
-        cfg.MODEL.DEVICE = "any"  # the same run on a GPU box or a laptop
-        root = cfg.DATASETS.ROOT
-        if root and root not in datasets:
-            datasets[root] = dataset_fingerprint(root)
-        run.key = hashlib.sha256((cfg.dump() + "|" + datasets.get(root, "")).encode()).hexdigest()[:16]
+        run.parts = training_parts(run.config_node(), cache)
+        run.key = training_key(run.parts)
 
 
 def set_aside(run: GridRun, out_dir: Path, why: str, log: Callable[[str], None]) -> None:
@@ -235,7 +232,7 @@ def train_one(run: GridRun) -> dict:
     """Train one run in a child process (log in OUTPUT_DIR/grid_stdout.txt); never raises."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     if run.key:
-        write_json_atomic(run.output_dir / RUN_KEY_FILE, {"key": run.key, "run": run.label})
+        write_json_atomic(run.output_dir / RUN_KEY_FILE, {"key": run.key, "run": run.label, "parts": run.parts})
     env = dict(os.environ)
     # submitit's local executor hides every GPU from its job (CUDA_VISIBLE_DEVICES=""); give the
     # training the GPU chosen by --gpus, else what the caller itself could see.
@@ -333,7 +330,9 @@ def _prepare(runs: list[GridRun], out_dir: Path, options: GridOptions, log) -> l
     for r in runs:
         status = r.status()
         if status == "stale":
-            set_aside(r, out_dir, "its config or dataset changed since it was trained", log)
+            why = why_changed(r.recorded().get("parts"), r.parts)
+            set_aside(r, out_dir, f"its config or dataset changed since it was trained ({why}): training it again",
+                      log)
             status = "new"
         elif status == "done" and options.force:
             set_aside(r, out_dir, "--force: training it again", log)
