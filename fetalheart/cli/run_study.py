@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,9 +25,11 @@ EPILOG = """examples:
   tools/run_study.py --demo --iters 40 -o /tmp/quick
   tools/run_study.py --config-file configs/study.yaml   # your LabelMe data, the study's 22 models
 
-A second run reuses every stage whose inputs are unchanged and reruns the ones a changed plan
-affects (the log says why). --overwrite reruns every stage but keeps trained models that are still
-valid for the plan; --force retrains them too (old runs are kept in runs/.stale/).
+A second run reuses every stage whose inputs (their content, not paths or times) are unchanged and
+reruns the ones a changed plan affects (the log says why). --overwrite reruns every stage but keeps
+trained models that are still valid for the plan; --force retrains them too (old runs are kept in
+runs/.stale/). A rerun never deletes a file the pipeline did not write (labels saved beside the
+frames stop it with an error naming them): label extracted frames into OUTPUT/labelme.
 """
 
 #: Demo schedule on a 2-core laptop (README, "Measured figures": how it was chosen).
@@ -95,6 +98,9 @@ def config_plan(args):
     for key in ("labelme", "videos"):
         if data.get(key) and not Path(data[key]).is_dir():
             raise FetalHeartError(f"{path}: {key}: {data[key]} is not a folder")
+    if data.get("labelme") and data.get("videos"):
+        raise FetalHeartError(f"{path}: both labelme: and videos: are set; remove the line 'videos: {data['videos']}' "
+                              "(the frames are extracted once; labelme: now names their labels)")
     try:
         protocol_overlays(data.get("protocol", "study-faithful"))
     except FetalHeartError as exc:
@@ -112,6 +118,33 @@ def config_plan(args):
                      quiet=args.quiet)
 
 
+def _is_labelme(path: Path) -> bool:
+    from fetalheart.annotations.labelme import is_labelme
+
+    try:
+        return is_labelme(json.loads(path.read_text(encoding="utf-8-sig")))
+    except (OSError, ValueError):
+        return False
+
+
+def labelling_hint(output: Path, config: str) -> str:
+    """What to do after frames were extracted: label them into their own folder (never beside the
+    frames: a rerun of the extraction would stop on them), then point the study config at it."""
+    from fetalheart.pipeline.study import LABELS_DIR
+
+    frames, labels = output / "frames", output / LABELS_DIR
+    lines = [f"\nFrames extracted to {frames}. Next: label them in LabelMe (or X-AnyLabeling), saving the labels in "
+             f"{labels}/, e.g.",
+             f"  labelme {frames} --output {labels}",
+             f"then replace the line 'videos: ...' in {config} with 'labelme: {labels}' and run again:",
+             f"  tools/run_study.py --config-file {config}"]
+    beside = sorted(p.name for p in frames.glob("*.json") if _is_labelme(p))
+    if beside:
+        lines.append(f"({len(beside)} LabelMe file(s) are saved beside the frames, e.g. {beside[0]}: they are kept, "
+                     f"but move them to {labels}/, or name {frames} in 'labelme:')")
+    return "\n".join(lines)
+
+
 def _main(argv=None) -> int:
     from fetalheart.pipeline.study import run_study
 
@@ -121,11 +154,7 @@ def _main(argv=None) -> int:
     plan = demo_plan(args) if args.demo else config_plan(args)
     report = run_study(plan)
     if report is None:  # a planned stop: frames must be labelled before anything can be trained
-        frames = plan.output / "frames"
-        print(f"\nFrames extracted to {frames}. Next: label them in LabelMe (or X-AnyLabeling), e.g.\n"
-              f"  labelme {frames} --output {plan.output / 'labelme'}\n"
-              f"then set 'labelme: {plan.output / 'labelme'}' in {args.config} and run again:\n"
-              f"  tools/run_study.py --config-file {args.config}")
+        print(labelling_hint(plan.output, args.config))
         return 0
     print(f"\nDone. Report: {report}  (open it in a Markdown viewer; figures beside it)")
     return 0

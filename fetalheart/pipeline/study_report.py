@@ -31,14 +31,20 @@ def _comparison(out: Path) -> list[str]:
     return ["", "## Model comparison", body.strip()]
 
 
+def _relative(out: Path, path: str) -> Path:
+    """A stage summary's path (relative to ``out``; absolute in summaries of earlier versions)."""
+    p = Path(path)
+    return p.resolve().relative_to(out.resolve()) if p.is_absolute() else p
+
+
 def _model_sections(out: Path, evals: list[str]) -> list[str]:
     lines: list[str] = []
     for ev in evals:
-        rel = Path(ev).resolve().relative_to(out.resolve())
+        rel = _relative(out, ev)
         name = "/".join(p for p in rel.parts[1:] if p not in ("eval",) and not p.startswith("fetalheart_"))
         lines += ["", f"## {name}", f"Full report: [{rel / 'report.md'}]({rel / 'report.md'})", "",
                   f"![per class]({rel / 'plots' / 'per_class.png'})"]
-        if (Path(ev) / "plots" / "loss_curves.png").is_file():
+        if (out / rel / "plots" / "loss_curves.png").is_file():
             lines.append(f"![loss curves]({rel / 'plots' / 'loss_curves.png'})")
     return lines
 
@@ -51,7 +57,7 @@ def _pooled_sections(out: Path, pooled: list[str]) -> list[str]:
              "Each model's K fold evaluations pooled: every frame was predicted by the model that did not see it "
              "in training. Per-fold numbers are in the comparison above (mean +/- std over folds)."]
     for p in pooled:
-        rel = Path(p).resolve().relative_to(out.resolve())
+        rel = _relative(out, p)
         lines += ["", f"### {rel.parent.relative_to('evaluations')}", f"Report: [{rel / 'report.md'}]({rel / 'report.md'})"]
     return lines
 
