@@ -4,8 +4,9 @@ Finished runs are skipped, interrupted ones resumed, a failed run does not stop 
 run whose inputs changed (any key of its resolved config but the run-only ones, the dataset's
 content, the code version: ``fetalheart.pipeline.keys``) is never reused: it is moved aside to
 ``<out>/.stale/`` and trained again, and the log says which input changed. Every run's key is
-checked each time (it is cheap: configs are resolved, the dataset hashed once). Jobs go through submitit (FAIR's
-launcher) with its local executor here, or Slurm on a cluster, rather than a scheduler of our own.
+checked each time (it is cheap: configs are resolved, the dataset hashed once). Jobs go through
+submitit (FAIR's launcher) with its local executor here, or Slurm on a cluster, rather than a
+scheduler of our own.
 Each job runs ``train_net`` in a child process with its own CUDA_VISIBLE_DEVICES and thread count,
 so several small runs can share one GPU or the cores of a laptop. While they train, a monitor
 prints one line per running model every ``progress_every`` seconds (iteration, loss, s/iter, ETA).
@@ -160,9 +161,9 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
     """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts}]``) into runs.
 
     Config paths (runs, base, overlays) are resolved relative to the grid file, then to the shipped
-    configs/; ``spec.base`` and ``spec.overlays`` (command-line options) as given, then configs/. Every run
-    of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is computed
-    once per image and parameter set for the whole grid.
+    configs/; ``spec.base`` and ``spec.overlays`` (command-line options) as given, then configs/.
+    Every run of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is
+    computed once per image and parameter set for the whole grid.
     """
     spec = spec or GridSpec()
     grid_path = resolve_config_path(grid_file)
