@@ -250,6 +250,9 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | Non
     """Run (or resume) every stage; return the path of report.md, or None after a planned stop
     (frames extracted from videos: they must be labelled first)."""
     out = plan.output
+    from fetalheart.pipeline.grid import check_grid_weights
+
+    check_grid_weights(_grid_runs(plan, out / "coco", out / "runs"))  # missing pretrained weights: before any stage
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(plan.overwrite, log)
     labelme = plan.labelme
