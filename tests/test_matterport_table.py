@@ -18,8 +18,11 @@ BASE_YAML = CONFIGS_DIR / "Base-FetalHeart-MaskRCNN-R50-FPN.yaml"
 
 
 def _rows() -> list[list[str]]:
+    """The rows of the section "## The table" (other tables of the page are not differences)."""
     rows = []
-    for line in PAGE.read_text(encoding="utf-8").splitlines():
+    text = PAGE.read_text(encoding="utf-8")
+    section = text.split("## The table", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         if re.match(r"^\| \d+ \|", line):
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
             assert len(cells) == 6, line
