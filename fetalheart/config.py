@@ -33,6 +33,50 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROTOCOL_OVERLAYS: dict[str, tuple[str, ...]] = {"study-faithful": (), "recommended": ("overlays/recommended.yaml",)}
 
 
+#: MODEL.INIT choices ("" = MODEL.WEIGHTS loaded as detectron2 loads it).
+INIT_CHOICES = ("", "imagenet", "coco", "scratch")
+#: The file each named initialisation uses when MODEL.WEIGHTS is empty: detectron2's model zoo, in
+#: detectron2's download cache (local_weights_path). fetalheart downloads nothing (check_weights).
+INIT_WEIGHTS = {
+    "imagenet": "detectron2://ImageNetPretrained/MSRA/R-50.pkl",
+    "coco": "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl",
+}
+INIT_WHAT = {"imagenet": "ImageNet-pretrained ResNet-50 (MSRA)",
+             "coco": "COCO-pretrained Mask R-CNN R50-FPN 3x, detectron2 model zoo"}
+#: Matterport's train(layers=...) -> detectron2's MODEL.BACKBONE.FREEZE_AT (stem + res2..res<k> frozen).
+TRAIN_LAYERS_FREEZE_AT = {"heads": 5, "5+": 4, "4+": 3, "3+": 2, "all": 0}
+#: Allowed values of the target-assignment keys, default (detectron2's) first.
+TARGET_CHOICES = {"MODEL.RPN.PRE_NMS_SCOPE": ("level", "image"), "MODEL.ROI_HEADS.SAMPLING": ("fill", "ratio"),
+                  "MODEL.ROI_HEADS.LEVEL_ASSIGNMENT": ("floor", "round"),
+                  "SOLVER.WEIGHT_DECAY_MODE": ("sgd", "matterport"),
+                  "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": ("value", "norm", "full_model")}
+
+
+#: The keys through which the study-faithful base matches (or names) Matterport's defaults: the rows of
+#: docs/matterport_differences.md (tests/test_matterport_table.py) and ``train_net.py --print-config matterport``.
+MATTERPORT_KEYS = (
+    "MODEL.INIT", "MODEL.WEIGHTS", "MODEL.TRAIN_LAYERS", "MODEL.BACKBONE.FREEZE_AT", "MODEL.RESNETS.DEPTH",
+    "MODEL.RESNETS.NORM", "MODEL.RESNETS.STRIDE_IN_1X1", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD",
+    "MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", "MODEL.ANCHOR_GENERATOR.OFFSET",
+    "MODEL.RPN.IOU_THRESHOLDS", "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "MODEL.RPN.POSITIVE_FRACTION",
+    "MODEL.RPN.BBOX_REG_WEIGHTS", "MODEL.RPN.SMOOTH_L1_BETA", "MODEL.RPN.NMS_THRESH", "MODEL.RPN.PRE_NMS_SCOPE",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "MODEL.RPN.PRE_NMS_TOPK_TEST", "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "MODEL.RPN.POST_NMS_TOPK_TEST", "MODEL.PROPOSAL_GENERATOR.MIN_SIZE", "MODEL.CROWD_IGNORE_IOU", "MODEL.ROI_HEADS.IOU_THRESHOLDS",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "MODEL.ROI_HEADS.SAMPLING",
+    "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT", "MODEL.ROI_HEADS.LEVEL_ASSIGNMENT", "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", "MODEL.ROI_BOX_HEAD.NUM_FC",
+    "MODEL.ROI_BOX_HEAD.FC_DIM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS",
+    "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA", "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG",
+    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", "MODEL.ROI_MASK_HEAD.NUM_CONV", "MODEL.ROI_MASK_HEAD.NORM",
+    "MODEL.ROI_MASK_HEAD.MINI_MASK_SIZE", "INPUT.MIN_SIZE_TRAIN", "INPUT.MAX_SIZE_TRAIN", "INPUT.SQUARE_SIZE",
+    "INPUT.RANDOM_FLIP", "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR",
+    "SOLVER.MOMENTUM", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOLVER.WARMUP_ITERS", "SOLVER.WEIGHT_DECAY",
+    "SOLVER.WEIGHT_DECAY_MODE", "SOLVER.CLIP_GRADIENTS.ENABLED", "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "TEST.DETECTIONS_PER_IMAGE", "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "EVAL.SCORE_THRESH", "EVAL.STUDY_MAP_MIN_SCORE",
+)
+
+
 def protocol_overlays(protocol: str) -> list[str]:
     """The overlays a protocol name stands for; an unknown name is a one-line error."""
     if protocol not in PROTOCOL_OVERLAYS:
@@ -47,8 +91,8 @@ def add_fetalheart_config(cfg: CN) -> None:
     a key that only decides how, where or how fast a run trains, or how it is evaluated, belongs in
     ``fetalheart.pipeline.keys.RUN_ONLY_KEYS`` (docs/data_and_caching.md).
     """
-    for add in (_add_model_keys, _add_input_keys, _add_augmentation_keys, _add_solver_keys, _add_dataset_keys,
-                _add_test_keys, _add_eval_keys, _add_study_keys):
+    for add in (_add_model_keys, _add_init_keys, _add_target_keys, _add_input_keys, _add_augmentation_keys,
+                _add_solver_keys, _add_dataset_keys, _add_test_keys, _add_eval_keys, _add_study_keys):
         add(cfg)
 
 
@@ -60,6 +104,42 @@ def _add_model_keys(cfg: CN) -> None:
     cfg.MODEL.CLASS_NAMES = ()
     # "auto": the GPU when there is one, else the CPU, decided by finalize_cfg where the config is used.
     cfg.MODEL.DEVICE = "auto"
+
+
+def _add_init_keys(cfg: CN) -> None:
+    """MODEL.INIT and MODEL.TRAIN_LAYERS: where training starts and what it trains (Matterport's words)."""
+    # --- Initialisation, a named choice (INIT_CHOICES): "imagenet" (an ImageNet-pretrained ResNet-50,
+    # heads random), "coco" (COCO-pretrained Mask R-CNN R50-FPN, the class-specific predictors re-initialised
+    # for our classes, as Matterport's samples load COCO weights excluding mrcnn_class_logits/bbox/mask),
+    # "scratch" (random everywhere: MODEL.WEIGHTS must be empty). "" = load MODEL.WEIGHTS as detectron2 does.
+    # MODEL.WEIGHTS names the file (a path, or detectron2:// in detectron2's download cache); fetalheart
+    # downloads nothing, and a missing file is reported before any stage runs (check_weights).
+    cfg.MODEL.INIT = ""
+    # Matterport's train(layers=...): "heads" (RPN, FPN and heads; the ResNet frozen), "3+", "4+", "5+"
+    # (ResNet stage 3/4/5 and up), "all". Sets MODEL.BACKBONE.FREEZE_AT (finalize_cfg); "" = FREEZE_AT as given.
+    cfg.MODEL.TRAIN_LAYERS = ""
+
+
+def _add_target_keys(cfg: CN) -> None:
+    """How anchors and RoIs get their training targets: detectron2's defaults, Matterport's on request."""
+    # --- Each default is detectron2's behaviour; the study-faithful base sets Matterport's
+    # (docs/matterport_differences.md). The RPN options need MODEL.PROPOSAL_GENERATOR.NAME "FetalHeartRPN",
+    # the RoI ones MODEL.ROI_HEADS.NAME "FetalHeartROIHeads" (fetalheart.modeling).
+    # An anchor or RoI whose IoU with an ignore (iscrowd) region is >= this is never a negative (Matterport:
+    # 0.001, build_rpn_targets and detection_targets_graph); 0 = ignore regions are left out of training
+    # (detectron2's DatasetMapper drops them, so they train as background).
+    cfg.MODEL.CROWD_IGNORE_IOU = 0.0
+    # "level": PRE_NMS_TOPK_* per FPN level and NMS per level (detectron2); "image": the top PRE_NMS_TOPK_*
+    # anchors of the whole image, one NMS across levels (Matterport's ProposalLayer, PRE_NMS_LIMIT 6000).
+    cfg.MODEL.RPN.PRE_NMS_SCOPE = "level"
+    # "fill": BATCH_SIZE_PER_IMAGE RoIs, negatives fill what positives leave (detectron2); "ratio":
+    # negatives = int(positives / POSITIVE_FRACTION) - positives (Matterport's detection_targets_graph).
+    cfg.MODEL.ROI_HEADS.SAMPLING = "fill"
+    # FPN level of a RoI, 4 + log2(sqrt(area) / 224): "floor" (detectron2) or "round" (Matterport's tf.round).
+    cfg.MODEL.ROI_HEADS.LEVEL_ASSIGNMENT = "floor"
+    # > 0: mask targets come from each ground-truth mask resampled to this square inside its box first
+    # (Matterport's mini-masks, MINI_MASK_SHAPE 56x56); 0 = from the full-resolution mask (detectron2).
+    cfg.MODEL.ROI_MASK_HEAD.MINI_MASK_SIZE = 0
 
 
 def _add_input_keys(cfg: CN) -> None:
@@ -105,6 +185,11 @@ def _add_solver_keys(cfg: CN) -> None:
     # the study pipeline evaluates model_final.pth (README, "Model selection"). "" = off.
     cfg.SOLVER.BEST_CHECKPOINT_METRIC = ""
     cfg.SOLVER.BEST_CHECKPOINT_MODE = "max"
+    # "sgd": detectron2's SGD weight decay WEIGHT_DECAY * w; "matterport": the gradient of Matterport's
+    # L2 loss WEIGHT_DECAY * sum(w^2) / numel(w), i.e. 2 * WEIGHT_DECAY * w / numel(w), normalisation
+    # layers excluded (fetalheart.engine.optimizer). SOLVER.CLIP_GRADIENTS.CLIP_TYPE may also be
+    # "full_model": one L2 norm over all gradients, as Keras 2.x clipnorm.
+    cfg.SOLVER.WEIGHT_DECAY_MODE = "sgd"
 
 
 def _add_dataset_keys(cfg: CN) -> None:
@@ -267,11 +352,136 @@ def finalize_cfg(cfg: CN, cpu_fallback: bool = False) -> CN:
     if cfg.MODEL.CLASS_NAMES and len(cfg.MODEL.CLASS_NAMES) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
         raise FetalHeartError(f"MODEL.CLASS_NAMES has {len(cfg.MODEL.CLASS_NAMES)} names but "
                               f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}")
+    _check_init(cfg)
+    _check_targets(cfg)
     cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE, cpu_fallback)
     from fetalheart.enhance import parse_spec
 
     parse_spec(cfg.INPUT.ENHANCE)  # an unknown spec fails now, not after an hour of training
     return cfg
+
+
+def _get(cfg: CN, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def flat_config(cfg: CN, prefix: str = "") -> dict[str, object]:
+    """Every leaf of a config as ``{"SOLVER.BASE_LR": 0.01, ...}``, in the config's order."""
+    out: dict[str, object] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, CN):
+            out.update(flat_config(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def format_config(cfg: CN, selection: str = "all") -> str:
+    """``all``: the resolved config as YAML; ``matterport``: MATTERPORT_KEYS; else comma-separated keys or
+    key prefixes (``SOLVER.CLIP_GRADIENTS,MODEL.RPN``), one ``KEY value`` line each."""
+    if selection == "all":
+        return cfg.dump()
+    flat = flat_config(cfg)
+    wanted = MATTERPORT_KEYS if selection == "matterport" else [k.strip() for k in selection.split(",") if k.strip()]
+    lines = []
+    for want in wanted:
+        hits = [k for k in flat if k == want or k.startswith(want + ".")]
+        if not hits:
+            raise FetalHeartError(f"--print-config: no config key {want!r}")
+        lines += [f"{k} {flat[k]!r}" for k in hits]
+    return "\n".join(lines)
+
+
+def _check_init(cfg: CN) -> None:
+    """MODEL.INIT and MODEL.TRAIN_LAYERS are known; the named file fills an empty MODEL.WEIGHTS; FREEZE_AT follows."""
+    m = cfg.MODEL
+    if m.INIT not in INIT_CHOICES:
+        raise FetalHeartError(f"MODEL.INIT must be one of {', '.join(repr(c) for c in INIT_CHOICES)}, got {m.INIT!r}")
+    if m.TRAIN_LAYERS and m.TRAIN_LAYERS not in TRAIN_LAYERS_FREEZE_AT:
+        raise FetalHeartError(f"MODEL.TRAIN_LAYERS must be one of {', '.join(TRAIN_LAYERS_FREEZE_AT)} or '', "
+                              f"got {m.TRAIN_LAYERS!r}")
+    if m.INIT in INIT_WEIGHTS and not m.WEIGHTS:
+        m.WEIGHTS = INIT_WEIGHTS[m.INIT]
+    if m.TRAIN_LAYERS:
+        m.BACKBONE.FREEZE_AT = TRAIN_LAYERS_FREEZE_AT[m.TRAIN_LAYERS]
+
+
+def _check_targets(cfg: CN) -> None:
+    """Known values; a Matterport option is only accepted where the module that implements it is used."""
+    for key, choices in TARGET_CHOICES.items():
+        if _get(cfg, key) not in choices:
+            raise FetalHeartError(f"{key} must be one of {', '.join(choices)}, got {_get(cfg, key)!r}")
+    m, s = cfg.MODEL, cfg.SOLVER
+    if s.WEIGHT_DECAY_MODE == "matterport" and s.CLIP_GRADIENTS.ENABLED and s.CLIP_GRADIENTS.CLIP_TYPE != "full_model":
+        raise FetalHeartError("SOLVER.WEIGHT_DECAY_MODE matterport needs SOLVER.CLIP_GRADIENTS.CLIP_TYPE full_model "
+                              "(its decay gradient is clipped with the loss gradient, as in Keras) or clipping off")
+    if not 0 <= m.CROWD_IGNORE_IOU <= 1 or m.ROI_MASK_HEAD.MINI_MASK_SIZE < 0:
+        raise FetalHeartError("MODEL.CROWD_IGNORE_IOU must lie in [0, 1] and MODEL.ROI_MASK_HEAD.MINI_MASK_SIZE be >= 0")
+    needs = {"FetalHeartRPN": [("MODEL.RPN.PRE_NMS_SCOPE", m.RPN.PRE_NMS_SCOPE != "level"),
+                               ("MODEL.CROWD_IGNORE_IOU", m.CROWD_IGNORE_IOU > 0)],
+             "FetalHeartROIHeads": [("MODEL.ROI_HEADS.SAMPLING", m.ROI_HEADS.SAMPLING != "fill"),
+                                    ("MODEL.ROI_HEADS.LEVEL_ASSIGNMENT", m.ROI_HEADS.LEVEL_ASSIGNMENT != "floor"),
+                                    ("MODEL.ROI_MASK_HEAD.MINI_MASK_SIZE", m.ROI_MASK_HEAD.MINI_MASK_SIZE > 0),
+                                    ("MODEL.CROWD_IGNORE_IOU", m.CROWD_IGNORE_IOU > 0)]}
+    names = {"FetalHeartRPN": ("MODEL.PROPOSAL_GENERATOR.NAME", m.PROPOSAL_GENERATOR.NAME),
+             "FetalHeartROIHeads": ("MODEL.ROI_HEADS.NAME", m.ROI_HEADS.NAME)}
+    for module, options in needs.items():
+        key, name = names[module]
+        used = [k for k, on in options if on]
+        if used and name != module:
+            raise FetalHeartError(f"{used[0]} {_get(cfg, used[0])} needs {key} {module} (got {name})")
+
+
+def local_weights_path(weights: str) -> Path:
+    """Where MODEL.WEIGHTS is read from: the path itself, or for a detectron2:// or http(s) name the file in
+    detectron2's download cache (iopath: $FVCORE_CACHE or ~/.torch/iopath_cache) that detectron2 would read."""
+    from urllib.parse import urlparse
+
+    from iopath.common.file_io import get_cache_dir
+
+    url = weights_url(weights)
+    if url is None:
+        return Path(weights)
+    return Path(get_cache_dir()) / os.path.dirname(urlparse(url).path.lstrip("/")) / url.split("/")[-1]
+
+
+def weights_url(weights: str) -> str | None:
+    """The download address of a detectron2:// or http(s) MODEL.WEIGHTS name; None for a local path."""
+    from detectron2.utils.file_io import Detectron2Handler
+
+    if weights.startswith(Detectron2Handler.PREFIX):
+        return Detectron2Handler.S3_DETECTRON2_PREFIX + weights[len(Detectron2Handler.PREFIX):]
+    return weights if weights.startswith(("http://", "https://")) else None
+
+
+def check_weights(cfg: CN, resuming: bool = False) -> None:
+    """Before anything runs: the file a new training run starts from exists here (nothing is downloaded).
+
+    A clear one-line error otherwise, saying what the file is, where to get it and where to put it.
+    ``resuming``: the run continues from its own last checkpoint and loads no initial weights.
+    """
+    init, weights = cfg.MODEL.INIT, cfg.MODEL.WEIGHTS
+    if resuming or not weights:
+        return
+    if init == "scratch":
+        raise FetalHeartError(f"MODEL.INIT scratch starts from random weights, but MODEL.WEIGHTS names {weights}: "
+                              "empty MODEL.WEIGHTS, or MODEL.INIT '' to start from that file")
+    path = local_weights_path(weights)
+    if path.is_file():
+        return
+    what = INIT_WHAT.get(init, "the initial weights")
+    scratch = "; without pretrained weights use MODEL.INIT scratch (configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml)"
+    url = weights_url(weights)
+    if url:
+        raise FetalHeartError(f"MODEL.WEIGHTS {weights} ({what}) is not on this machine and fetalheart downloads "
+                              f"nothing: download {url} and put it at {path}, or set MODEL.WEIGHTS to your copy{scratch}")
+    source = f", from {weights_url(INIT_WEIGHTS[init])}" if init in INIT_WEIGHTS else ""
+    raise FetalHeartError(f"MODEL.WEIGHTS file not found: {weights} ({what}{source}): put the file there or set "
+                          f"MODEL.WEIGHTS to where it is{scratch}")
 
 
 def class_names(cfg: CN) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ def test_base_is_the_study_setup():
 def test_scratch_variant_uses_groupnorm_and_no_weights():
     cfg = load_cfg(SCRATCH)
     assert cfg.MODEL.WEIGHTS == "" and cfg.MODEL.RESNETS.NORM == "GN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    assert cfg.MODEL.INIT == "scratch" and cfg.MODEL.TRAIN_LAYERS == "all"
 
 
 def test_epochs_zero_keeps_max_iter():
@@ -71,8 +72,15 @@ def test_missing_config_file():
 STUDY_FAITHFUL = {  # key: (value, source): the study's statements, else Matterport's defaults
     "MODEL.RESNETS.DEPTH": 50, "MODEL.MASK_ON": True, "SOLVER.BASE_LR": 0.01, "SOLVER.IMS_PER_BATCH": 1,
     "SOLVER.MOMENTUM": 0.9, "SOLVER.MAX_ITER": 10_000, "SOLVER.STEPS": (), "SOLVER.WARMUP_ITERS": 0,
-    "SOLVER.WEIGHT_DECAY": 1e-4, "SOLVER.CLIP_GRADIENTS.ENABLED": True, "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "norm",
-    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 5.0, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 200,
+    "SOLVER.WEIGHT_DECAY": 1e-4, "SOLVER.WEIGHT_DECAY_MODE": "matterport", "SOLVER.CLIP_GRADIENTS.ENABLED": True,
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "full_model", "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 5.0,
+    "MODEL.RPN.BBOX_REG_WEIGHTS": (10.0, 10.0, 5.0, 5.0), "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS": (10.0, 10.0, 5.0, 5.0),
+    "MODEL.RPN.SMOOTH_L1_BETA": 1.0, "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0, "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": False,
+    "MODEL.RPN.PRE_NMS_SCOPE": "image", "MODEL.RPN.PRE_NMS_TOPK_TRAIN": 6000, "MODEL.RPN.PRE_NMS_TOPK_TEST": 6000,
+    "MODEL.CROWD_IGNORE_IOU": 0.001, "MODEL.ROI_HEADS.SAMPLING": "ratio", "MODEL.ROI_HEADS.LEVEL_ASSIGNMENT": "round",
+    "MODEL.ROI_MASK_HEAD.MINI_MASK_SIZE": 56, "MODEL.INIT": "coco", "MODEL.TRAIN_LAYERS": "heads",
+    "MODEL.BACKBONE.FREEZE_AT": 5, "MODEL.PROPOSAL_GENERATOR.NAME": "FetalHeartRPN",
+    "MODEL.ROI_HEADS.NAME": "FetalHeartROIHeads", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 200,
     "MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.33, "MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.3,
     "TEST.DETECTIONS_PER_IMAGE": 100, "EVAL.SCORE_THRESH": 0.7, "EVAL.STUDY_MAP_MIN_SCORE": 0.7,
     "EVAL.STUDY_MAP_MODE": "matterport", "MODEL.RPN.POST_NMS_TOPK_TRAIN": 2000, "MODEL.RPN.POST_NMS_TOPK_TEST": 1000,
@@ -88,6 +96,37 @@ def _get(cfg, dotted):
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+@pytest.mark.parametrize("layers, freeze_at", [("heads", 5), ("5+", 4), ("4+", 3), ("3+", 2), ("all", 0)])
+def test_matterport_training_layers_set_freeze_at(layers, freeze_at):
+    assert load_cfg(BASE, ["MODEL.TRAIN_LAYERS", layers]).MODEL.BACKBONE.FREEZE_AT == freeze_at
+    assert load_cfg(BASE, ["MODEL.TRAIN_LAYERS", "", "MODEL.BACKBONE.FREEZE_AT", "1"]).MODEL.BACKBONE.FREEZE_AT == 1
+    with pytest.raises(FetalHeartError, match="MODEL.TRAIN_LAYERS must be one of heads"):
+        load_cfg(BASE, ["MODEL.TRAIN_LAYERS", "2+"])
+
+
+def test_named_initialisation_fills_an_empty_weights_key():
+    from fetalheart.config import INIT_WEIGHTS
+
+    assert load_cfg(SCRATCH, ["MODEL.INIT", "imagenet"]).MODEL.WEIGHTS == INIT_WEIGHTS["imagenet"]
+    assert load_cfg(BASE).MODEL.WEIGHTS == INIT_WEIGHTS["coco"]
+    with pytest.raises(FetalHeartError, match="MODEL.INIT must be one of"):
+        load_cfg(BASE, ["MODEL.INIT", "kinetics"])
+
+
+def test_print_config_shows_the_resolved_matterport_keys():
+    from fetalheart.config import format_config
+
+    text = format_config(load_cfg(CONFIGS_DIR / "study" / "model14.yaml"), "matterport")
+    for line in ("SOLVER.CLIP_GRADIENTS.CLIP_TYPE 'full_model'", "SOLVER.WEIGHT_DECAY_MODE 'matterport'",
+                 "MODEL.RPN.BBOX_REG_WEIGHTS (10.0, 10.0, 5.0, 5.0)", "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT False",
+                 "MODEL.INIT 'coco'", "MODEL.TRAIN_LAYERS 'heads'", "MODEL.RPN.PRE_NMS_TOPK_TRAIN 6000"):
+        assert line in text.splitlines()
+    some = format_config(load_cfg(BASE), "SOLVER.CLIP_GRADIENTS").splitlines()
+    assert "SOLVER.CLIP_GRADIENTS.CLIP_TYPE 'full_model'" in some and len(some) == 4
+    with pytest.raises(FetalHeartError, match="no config key"):
+        format_config(load_cfg(BASE), "SOLVER.NOPE")
 
 
 def test_model14_resolves_to_the_study_faithful_values():

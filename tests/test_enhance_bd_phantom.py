@@ -59,6 +59,9 @@ def test_every_bd_spec_changes_at_least_95_percent_of_kept_frames(kept_frames, t
         bd = st["steps"][-1]
         assert (bd["frames_changed"], bd["frames_total"]) == (changed, n) and st["warning"] is None
         assert bd["mean_abs_change"] == pytest.approx(mad, abs=1e-3)
+        # ... and says per frame what set the kernel: on these in-focus frames mostly the 1 px floor.
+        src = bd["bd"]["kernel_source"]
+        assert src["estimate"] + src["floor"] == n and bd["bd"]["floor_share"] == pytest.approx(src["floor"] / n, abs=1e-4)
 
 
 def test_skip_sharp_restores_the_old_identity_and_is_reported(kept_frames):

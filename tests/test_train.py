@@ -159,8 +159,9 @@ def test_resume_after_sigkill_reaches_the_final_iteration(toy, tmp_path):
 @pytest.mark.parametrize("extra, words", [
     ({"DATASETS.ROOT": "/nonexistent"}, "does not exist"),
     ({"MODEL.CLASS_NAMES": "('LA', 'RA', 'LV')", "MODEL.ROI_HEADS.NUM_CLASSES": 3}, "differ from dataset"),
-    ({"MODEL.WEIGHTS": "/nonexistent/model.pth"}, "not found"),
-    ({"MODEL.WEIGHTS": "detectron2://ImageNetPretrained/MSRA/R-50.pkl"}, "from scratch"),
+    ({"MODEL.INIT": "", "MODEL.WEIGHTS": "/nonexistent/model.pth"}, "not found"),
+    ({"MODEL.INIT": "imagenet"}, "downloads nothing: download https://dl.fbaipublicfiles.com/detectron2/"),
+    ({"MODEL.WEIGHTS": "/nonexistent/model.pth"}, "MODEL.INIT scratch starts from random weights"),
     ({"SOLVER.BASE_LR": 1e12, "SOLVER.WARMUP_ITERS": 0, "SOLVER.CLIP_GRADIENTS.ENABLED": False,
       "SOLVER.MAX_ITER": 6}, "diverged"),
 ])

@@ -12,7 +12,7 @@ import os
 import sys
 
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
-from fetalheart.config import load_cfg
+from fetalheart.config import check_weights, format_config, load_cfg
 from fetalheart.utils.cli import add_overwrite, add_quiet, run_cli
 from fetalheart.utils.errors import FetalHeartError
 
@@ -27,6 +27,12 @@ EPILOG = """examples:
   # resume after an interruption, or evaluate a trained model
   tools/train_net.py --config-file output/try/config.yaml --resume OUTPUT_DIR output/try
   tools/train_net.py --config-file output/try/config.yaml --eval-only MODEL.WEIGHTS output/try/model_final.pth
+  # what a config resolves to (nothing runs): the keys that match Matterport's defaults, or any keys
+  tools/train_net.py --config-file configs/study/model14.yaml --print-config matterport
+  tools/train_net.py --config-file configs/study/model14.yaml --print-config SOLVER.CLIP_GRADIENTS,MODEL.RPN
+
+Pretrained weights (MODEL.INIT imagenet | coco) are files you provide: a missing one is reported before
+anything runs, with where to get it and where to put it (docs/matterport_differences.md).
 """
 
 
@@ -39,6 +45,9 @@ def build_parser():
                         help="replace the config's _BASE_ chain with this file (e.g. the from-scratch base)")
     parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
                         help="merge this overlay after the config (repeatable), e.g. configs/overlays/recommended.yaml")
+    parser.add_argument("--print-config", nargs="?", const="all", metavar="KEYS",
+                        help="print the resolved config and exit: all of it (YAML), 'matterport' (the keys that match "
+                             "Matterport's defaults, docs/matterport_differences.md) or comma-separated keys/prefixes")
     add_quiet(parser, "only warnings and errors on the terminal (the full log is still in OUTPUT_DIR/log.txt)")
     add_overwrite(parser, "start again in an OUTPUT_DIR that already holds a finished or started run")
     return parser
@@ -73,6 +82,8 @@ def setup(args):
     if started and not (args.resume or args.eval_only or args.overwrite):
         raise FetalHeartError(f"{out} already holds a training run: pass --resume to continue it, "
                               "--overwrite to start again, or choose another OUTPUT_DIR")
+    if not args.eval_only:  # before anything is registered, enhanced or written
+        check_weights(cfg, resuming=args.resume and os.path.isfile(os.path.join(out, "last_checkpoint")))
     if args.deterministic:
         import torch
 
@@ -112,6 +123,10 @@ def train(args):
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_config:
+        print(format_config(load_cfg(args.config_file, args.opts, base=args.base, overlays=args.overlay),
+                            args.print_config))
+        return 0
     if args.num_gpus > 1 or args.num_machines > 1:
         launch(train, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))

@@ -14,8 +14,13 @@ import os
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.data.augment import geometric_augmentations, photometric_augmentations
 
+import torch
 from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+
+#: The instance field that flags an ignore region (the name fetalheart.modeling.crowd reads).
+CROWD_FIELD = "gt_is_crowd"
 
 
 def enhancement_augmentation(cfg) -> list[T.Augmentation]:
@@ -48,10 +53,17 @@ class FetalHeartDatasetMapper(DatasetMapper):
 
     detectron2 v0.6 recomputes boxes from ``gt_masks``, a field it only creates when a frame has an
     instance, so a true-negative frame fails with recompute_boxes on: boxes are recomputed only
-    when there is something to recompute.
+    when there is something to recompute. ``keep_crowd`` (``MODEL.CROWD_IGNORE_IOU`` > 0): ignore
+    regions stay in the instances, flagged ``gt_is_crowd``, for crowd-aware target assignment
+    (fetalheart.modeling.crowd); detectron2 drops them.
     """
 
+    keep_crowd = False
+
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
+        annos = dataset_dict.get("annotations", [])
+        if self.keep_crowd and any(a.get("iscrowd", 0) for a in annos):
+            return self._transform_with_crowd(dataset_dict, transforms, image_shape)
         recompute = self.recompute_boxes
         self.recompute_boxes = recompute and any(
             obj.get("iscrowd", 0) == 0 for obj in dataset_dict.get("annotations", []))
@@ -60,6 +72,19 @@ class FetalHeartDatasetMapper(DatasetMapper):
         finally:
             self.recompute_boxes = recompute
 
+    def _transform_with_crowd(self, dataset_dict, transforms, image_shape):
+        """detectron2's steps (transform, instances, tight boxes, drop empty) on every annotation, crowd included."""
+        annos = dataset_dict.pop("annotations")
+        crowd = torch.tensor([bool(a.get("iscrowd", 0)) for a in annos])
+        annos = [utils.transform_instance_annotations(dict(a, iscrowd=0), transforms, image_shape,
+                                                      keypoint_hflip_indices=self.keypoint_hflip_indices)
+                 for a in annos]
+        instances = utils.annotations_to_instances(annos, image_shape, mask_format=self.instance_mask_format)
+        if self.recompute_boxes and instances.has("gt_masks"):
+            instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
+        instances.set(CROWD_FIELD, crowd)
+        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+
 
 def _recompute_boxes(cfg) -> bool:
     # Rotation (and any other geometric transform) moves a box's corners off the object; detectron2
@@ -67,10 +92,16 @@ def _recompute_boxes(cfg) -> bool:
     return bool(cfg.MODEL.MASK_ON)
 
 
+def _annotation_mapper(cfg, augmentations) -> FetalHeartDatasetMapper:
+    mapper = FetalHeartDatasetMapper(cfg, is_train=True, augmentations=augmentations,
+                                     recompute_boxes=_recompute_boxes(cfg))
+    mapper.keep_crowd = cfg.MODEL.get("CROWD_IGNORE_IOU", 0.0) > 0
+    return mapper
+
+
 def build_train_mapper(cfg) -> DatasetMapper:
     """Training: photometric augmentation, enhancement, resize with scale jitter, flip/rotation."""
-    return FetalHeartDatasetMapper(cfg, is_train=True, augmentations=train_augmentations(cfg),
-                                   recompute_boxes=_recompute_boxes(cfg))
+    return _annotation_mapper(cfg, train_augmentations(cfg))
 
 
 def build_test_mapper(cfg) -> DatasetMapper:
@@ -80,5 +111,4 @@ def build_test_mapper(cfg) -> DatasetMapper:
 
 def build_val_loss_mapper(cfg) -> DatasetMapper:
     """Validation loss: annotations kept (losses need them) but no random augmentation."""
-    return FetalHeartDatasetMapper(cfg, is_train=True, augmentations=test_augmentations(cfg),
-                                   recompute_boxes=_recompute_boxes(cfg))
+    return _annotation_mapper(cfg, test_augmentations(cfg))

@@ -15,7 +15,9 @@ import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is 
 import fetalheart.modeling  # noqa: F401  (registers FetalHeartRCNN with detectron2)
 from fetalheart.data.loaders import build_test_loader, build_train_loader, build_val_loss_loader
 from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
+from fetalheart.engine.optimizer import build_optimizer
 from fetalheart.evaluation.build import build_evaluators
+from fetalheart.modeling.load import load_initial_weights
 from fetalheart.utils.errors import FetalHeartError
 
 from detectron2.engine import DefaultTrainer, hooks
@@ -71,20 +73,20 @@ class Trainer(DefaultTrainer):
             ret[writer_at] = hooks.PeriodicWriter(self.build_writers(), period=every)
         return ret[:writer_at] + extra + ret[writer_at:]
 
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
     def resume_or_load(self, resume: bool = True):
-        weights = self.cfg.MODEL.WEIGHTS
-        if weights and "://" not in weights and not os.path.isfile(weights) and not (
-                resume and self.checkpointer.has_checkpoint()):
-            raise FetalHeartError(f"MODEL.WEIGHTS file not found: {weights}")
-        try:
-            return super().resume_or_load(resume=resume)
-        except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
-            if "://" in weights:
-                raise FetalHeartError(
-                    f"cannot download MODEL.WEIGHTS {weights} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                    "offline, train from scratch with configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml "
-                    "or give a local .pth/.pkl file") from None
-            raise FetalHeartError(f"cannot load MODEL.WEIGHTS {weights}: {str(exc).splitlines()[0][:200]}") from None
+        """Resume from OUTPUT_DIR's last checkpoint, or start from ``MODEL.INIT`` / ``MODEL.WEIGHTS``
+        (fetalheart.modeling.load: COCO's class-specific predictors re-initialised, files checked)."""
+        if resume and self.checkpointer.has_checkpoint():
+            try:
+                return super().resume_or_load(resume=True)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise FetalHeartError(f"cannot resume from {self.cfg.OUTPUT_DIR}: {str(exc).splitlines()[0][:200]}") from None
+        load_initial_weights(self.model, self.cfg)
+        return None
 
     def train(self):
         """Train; an early stop ends training cleanly with model_final.pth saved."""

@@ -28,7 +28,13 @@ from fetalheart.enhance.spec import (
     resolve_params,
     spec_name,
 )
-from fetalheart.enhance.stats import CHANGE_THRESHOLD, changes_table, format_changes, measure_changes
+from fetalheart.enhance.stats import (
+    CHANGE_THRESHOLD,
+    bd_sentence,
+    changes_table,
+    format_changes,
+    measure_changes,
+)
 
 __all__ = [
     "CHANGE_THRESHOLD",
@@ -39,6 +45,7 @@ __all__ = [
     "KernelCache",
     "add_enhance_config",
     "blind_deblur",
+    "bd_sentence",
     "changes_table",
     "deblur_with_kernel",
     "enhance",

@@ -37,17 +37,32 @@ import scipy.fft as sfft
 _FFT_WORKERS = 1  # the callers parallelise over images; nested threads only oversubscribe.
 
 
+#: What set the kernel a frame is deconvolved with: the blind estimate itself, the ``min_sigma``
+#: floor (the estimate was narrower: a fixed ~1 px Gaussian, i.e. a fixed sharpening, not a blur
+#: found in the frame), or nothing (frame left unchanged: ``skip_sharp``, or a constant frame).
+KERNEL_SOURCES = ("estimate", "floor", "none")
+
+
+def kernel_source(estimated_sigma: float, min_sigma: float, skip_sharp: bool = False) -> str:
+    """Which of ``KERNEL_SOURCES`` sets the deconvolution kernel of an estimate of this spread."""
+    if estimated_sigma >= min_sigma:
+        return "estimate"
+    return "none" if skip_sharp else "floor"
+
+
 @dataclass(frozen=True)
 class DeblurResult:
     """The sharp image, the kernel it was deconvolved with, and the spread of the *estimated* kernel.
 
     ``kernel`` is the estimate widened to the floor (``min_sigma``) when it was narrower, a delta
-    when the frame was left unchanged; ``estimated_sigma`` is the estimate's own spread (pixels).
+    when the frame was left unchanged; ``estimated_sigma`` is the estimate's own spread (pixels);
+    ``source`` says which of ``KERNEL_SOURCES`` set the kernel.
     """
 
     image: np.ndarray
     kernel: np.ndarray
     estimated_sigma: float = float("nan")
+    source: str = "estimate"
 
 
 # --------------------------------------------------------------------------- FFT helpers
@@ -363,11 +378,12 @@ def deblur_with_kernel(
     sigma = kernel_sigma(estimated)
     ksize = estimated.shape[0]
     if float(img.max() - img.min()) < 1e-6:  # constant: nothing to deblur, keep it exactly
-        return DeblurResult(img.copy(), _delta(ksize), sigma)
-    if sigma < min_sigma and skip_sharp:
-        return DeblurResult(img.copy(), _delta(ksize), sigma)
+        return DeblurResult(img.copy(), _delta(ksize), sigma, "none")
+    source = kernel_source(sigma, min_sigma, skip_sharp)
+    if source == "none":
+        return DeblurResult(img.copy(), _delta(ksize), sigma, source)
     k = widen_kernel(estimated, min_sigma)
-    return DeblurResult(deconvolve(img, k, method=method, nsr=nsr, rl_iters=rl_iters), k, sigma)
+    return DeblurResult(deconvolve(img, k, method=method, nsr=nsr, rl_iters=rl_iters), k, sigma, source)
 
 
 @dataclass(frozen=True)
@@ -397,7 +413,7 @@ def blind_deblur(image: np.ndarray, params: DeblurParams | None = None, *, mask:
     if img.ndim != 2:
         raise ValueError("blind_deblur expects a 2-D (grayscale/luminance) image")
     if float(img.max() - img.min()) < 1e-6:  # constant: no edge to estimate from
-        return DeblurResult(img.copy(), _delta(p.kernel_size), 0.0)
+        return DeblurResult(img.copy(), _delta(p.kernel_size), 0.0, "none")
     k = estimate_kernel(img, kernel_size=p.kernel_size, lam=p.lam, iters=p.iters, max_size=p.max_size, mask=mask)
     return deblur_with_kernel(img, k, method=p.method, nsr=p.nsr, rl_iters=p.rl_iters, min_sigma=p.min_sigma,
                               skip_sharp=p.skip_sharp)

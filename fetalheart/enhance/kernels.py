@@ -229,4 +229,5 @@ def _warm_summary(results: list[tuple[bool, float]], params: Mapping[str, Any], 
                           "max": round(float(sigmas.max()), 3)} if len(sigmas) else None),
         "bd_min_sigma": floor,
         "below_floor": int((sigmas < floor).sum()),
+        "floor_share": round(float((sigmas < floor).mean()), 4) if len(sigmas) else None,
     }

@@ -11,7 +11,9 @@ Per step: ``frames_changed`` (frames with at least one pixel different) of ``fra
 in grey levels of the image's dtype (0-255 for 8-bit), then averaged over **all** frames
 (unchanged frames count 0); ``mean_abs_change_changed``: the same averaged over the changed
 frames only. A step that changes fewer than ``CHANGE_THRESHOLD`` (95%) of the frames puts a
-``warning`` in the result. For the bd step, the estimated kernel spreads are summarised too.
+``warning`` in the result. For the bd step, the estimated kernel spreads are summarised too, and
+per frame what set the kernel (``bd_kernel``: the estimate, the ``bd_min_sigma`` floor, or none),
+with the floor's share: on a floor frame bd is a fixed ~1 px deconvolution, not a blur it found.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fetalheart.enhance.deblur import kernel_sigma
+from fetalheart.enhance.deblur import KERNEL_SOURCES, kernel_sigma, kernel_source
 from fetalheart.enhance.enhancer import Enhancer
 from fetalheart.enhance.kernels import map_paths, read_image
 from fetalheart.enhance.spec import used_params
@@ -49,15 +51,21 @@ def step_changes(original: np.ndarray, steps: Sequence[np.ndarray]) -> list[tupl
 
 
 def image_changes(enhancer: Enhancer, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """The enhanced image and its per-step record ``{"changed", "mad", "bd_sigma"}`` (JSON-ready)."""
+    """The enhanced image and its per-step record ``{"changed", "mad", "bd_sigma", "bd_kernel"}`` (JSON-ready)."""
     if enhancer.identity:
-        return image, {"changed": [], "mad": [], "bd_sigma": None}
+        return image, {"changed": [], "mad": [], "bd_sigma": None, "bd_kernel": None}
     steps = enhancer.steps(image)
     k = enhancer.kernel(image)
     changes = step_changes(image, steps)
+    sigma = kernel_sigma(k) if k is not None else None
     record = {"changed": [c for c, _ in changes], "mad": [round(m, 6) for _, m in changes],
-              "bd_sigma": round(kernel_sigma(k), 4) if k is not None else None}
+              "bd_sigma": round(sigma, 4) if sigma is not None else None,
+              "bd_kernel": _source(sigma, enhancer.params) if sigma is not None else None}
     return steps[-1], record
+
+
+def _source(sigma: float, params: Mapping[str, Any]) -> str:
+    return kernel_source(sigma, float(params["bd_min_sigma"]), bool(params["bd_skip_sharp"]))
 
 
 def summarise_changes(
@@ -82,11 +90,28 @@ def summarise_changes(
 
 
 def _bd_summary(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
-    sig = np.array([r["bd_sigma"] for r in records if r.get("bd_sigma") is not None], dtype=np.float64)
+    measured = [r for r in records if r.get("bd_sigma") is not None]
+    sig = np.array([r["bd_sigma"] for r in measured], dtype=np.float64)
     floor = float(params["bd_min_sigma"])
+    # Records written before bd_kernel existed (an older enhancement manifest) get it from their sigma.
+    sources = [r.get("bd_kernel") or _source(r["bd_sigma"], params) for r in measured]
+    counts = {s: sources.count(s) for s in KERNEL_SOURCES}
     return {"kernel_sigma_median": round(float(np.median(sig)), 3) if sig.size else None,
             "below_floor": int((sig < floor).sum()), "bd_min_sigma": floor,
-            "bd_skip_sharp": bool(params["bd_skip_sharp"])}
+            "bd_skip_sharp": bool(params["bd_skip_sharp"]), "kernel_source": counts,
+            "floor_share": round(counts["floor"] / len(sources), 4) if sources else None}
+
+
+def bd_sentence(stats: Mapping[str, Any]) -> str | None:
+    """One line for reports: on how many frames the blind estimate, and on how many the floor, set bd's kernel."""
+    bd = next((s["bd"] for s in stats.get("steps") or [] if s.get("bd")), None)
+    if not bd or bd.get("floor_share") is None:
+        return None
+    c, n = bd["kernel_source"], sum(bd["kernel_source"].values())
+    line = (f"bd kernel: the blind estimate set it on {c['estimate']} of {n} frames, the {bd['bd_min_sigma']:g} px "
+            f"floor on {c['floor']} ({100 * bd['floor_share']:.1f}%: there bd deconvolves with a fixed "
+            f"{bd['bd_min_sigma']:g} px Gaussian, a fixed sharpening, because the estimate was narrower)")
+    return line + (f", none on {c['none']} (left unchanged)" if c["none"] else "") + "."
 
 
 def _warning(spec: str, steps: Sequence[Mapping[str, Any]], n: int, threshold: float) -> str | None:
@@ -143,7 +168,7 @@ def measure_changes(
     bar = tqdm(total=len(paths), desc=f"changes {enhancer.spec}", unit="img", disable=quiet or enhancer.identity)
     try:
         if enhancer.identity:
-            records = [{"changed": [], "mad": [], "bd_sigma": None} for _ in paths]
+            records = [{"changed": [], "mad": [], "bd_sigma": None, "bd_kernel": None} for _ in paths]
         else:
             records = map_paths(_measure_one, paths, jobs, _init_worker, init, bar)
     finally:
@@ -159,6 +184,9 @@ def format_changes(stats: Mapping[str, Any]) -> str:
     parts = [f"{s['step']} {s['frames_changed']}/{n} changed, mean |change| {_fmt(s['mean_abs_change'])}"
              for s in stats["steps"]]
     line = f"{stats['spec']} ({n} frames, grey levels, mean over all frames): " + " | ".join(parts)
+    bd = next((s["bd"] for s in stats["steps"] if s.get("bd")), None)
+    if bd and bd.get("floor_share") is not None:
+        line += f" | bd kernel from the {bd['bd_min_sigma']:g} px floor on {100 * bd['floor_share']:.1f}% of frames"
     return line + (f"  WARNING: {stats['warning']}" if stats.get("warning") else "")
 
 
@@ -176,10 +204,17 @@ def changes_table(stats: Mapping[str, Any] | Sequence[Mapping[str, Any]], tablef
                          "" if frac is None else f"{100 * frac:.1f}", _fmt(s.get("mean_abs_change")),
                          _fmt(s.get("mean_abs_change_changed")),
                          "" if not bd else f"{_fmt(bd['kernel_sigma_median'])} ({bd['below_floor']} < {bd['bd_min_sigma']:g})",
-                         "LOW" if frac is not None and frac < st["threshold"] else ""])
+                         _kernel_cell(bd), "LOW" if frac is not None and frac < st["threshold"] else ""])
     headers = ["spec", "step", "changed", "% changed", "mean |change| all", "mean |change| changed",
-               "bd sigma median (n < floor)", "warn"]
+               "bd sigma median (n < floor)", "bd kernel set by: estimate / floor (floor %)", "warn"]
     return tabulate(rows, headers=headers, tablefmt=tablefmt)
+
+
+def _kernel_cell(bd: Mapping[str, Any]) -> str:
+    if not bd or bd.get("floor_share") is None:
+        return ""
+    c = bd["kernel_source"]
+    return f"{c['estimate']} / {c['floor']} ({100 * bd['floor_share']:.1f}%)" + (f", none {c['none']}" if c["none"] else "")
 
 
 def _fmt(x: float | None) -> str:

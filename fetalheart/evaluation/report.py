@@ -160,10 +160,10 @@ def _enhancement_lines(report: dict) -> list[str]:
     stats = report.get("enhancement_changes")
     if not stats:
         return []
-    from fetalheart.enhance.stats import changes_table
+    from fetalheart.enhance.stats import bd_sentence, changes_table
 
     lines = ["", "## Enhancement", "", f"What `{stats['spec']}` changed on these frames ({stats['definition']}).", "",
-             changes_table(stats)]
+             changes_table(stats), *(["", bd_sentence(stats)] if bd_sentence(stats) else [])]
     return lines + (["", f"**WARNING: {stats['warning']}**"] if stats.get("warning") else [])
 
 

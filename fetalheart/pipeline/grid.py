@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetalheart.config import CONFIGS_DIR, load_cfg, resolve_config_path
+from fetalheart.config import CONFIGS_DIR, check_weights, load_cfg, resolve_config_path
 from fetalheart.pipeline.keys import training_key, training_parts, why_changed
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import write_json_atomic
@@ -192,6 +192,16 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
     return runs
 
 
+def check_grid_weights(runs: Sequence[GridRun]) -> None:
+    """Before any stage or run starts: each run that will start training finds its pretrained weights
+    (``fetalheart.config.check_weights``: a one-line error says where to get the file and where to put it).
+    Runs with a checkpoint of their own resume or are finished; a broken config fails later, on its own."""
+    for run in runs:
+        cfg = run.valid_config()
+        if cfg is not None and not (Path(run.output_dir) / "last_checkpoint").is_file():
+            check_weights(cfg)
+
+
 def describe(run: GridRun) -> dict:
     """What a run will train, read from its resolved config (for --dry-run)."""
     cfg = run.config_node()
@@ -351,7 +361,9 @@ def run_grid(runs: list[GridRun], *, out_dir: Path, options: GridOptions | None 
     from fetalheart.pipeline.progress import GridMonitor
 
     options = options or GridOptions()
+    check_grid_weights(runs)  # before the dataset is hashed or a stale run set aside
     todo = _prepare(runs, Path(out_dir), options, log)
+    check_grid_weights(todo)  # stale runs, set aside now, start again
     warm_bd_caches(todo, log, quiet=options.progress_every <= 0)
     results = [{"run": r.label, "returncode": 0, "seconds": 0.0, "last_line": "already finished: skipped"}
                for r in runs if r not in todo]

@@ -29,7 +29,7 @@ from fetalheart.utils.keys import content_key, files_digest, folder_files
 #: schedule derivation in config.py) changes what a model trained from the same config and data is,
 #: and ``fetalheart.__version__`` did not change with it: every run trained before is trained again.
 #: Changes to enhancement output bump ``fetalheart.enhance.cache.CACHE_VERSION`` instead (also keyed).
-TRAINING_CODE_VERSION = 1
+TRAINING_CODE_VERSION = 2  # 2: Matterport target assignment, optimizer modes (issue 21)
 
 #: Config keys (a name ending in a node, like ``EVAL``, covers every key below it) that only decide
 #: how, where or how fast a run trains, or how it is evaluated: left out of the training key, and

@@ -293,6 +293,9 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | Non
         raise FetalHeartError("both labelme: and videos: are set: remove the 'videos:' line (frames are extracted "
                               "once; re-extracting would move frames under their labels)")
     out = plan.output
+    from fetalheart.pipeline.grid import check_grid_weights
+
+    check_grid_weights(_grid_runs(plan, out / "coco", out / "runs"))  # missing pretrained weights: before any stage
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(plan.overwrite, log)
     labelme = plan.labelme
