@@ -1,4 +1,4 @@
-"""Train (or evaluate) a fetal-heart Mask R-CNN: detectron2's train_net.py, with fetalheart's Trainer.
+"""Train (or evaluate) a fetal-heart model, Mask R-CNN or the U-Net family: detectron2's train_net.py, fetalheart's Trainer.
 
 Same flags as detectron2's tools/train_net.py (--config-file, --resume, --eval-only,
 --num-gpus, --num-machines, --machine-rank, --dist-url, trailing KEY VALUE overrides) and launch(),
@@ -61,6 +61,19 @@ def _terminal_warnings_only() -> None:
                 handler.setLevel(logging.WARNING)
 
 
+def _epoch_from_dataset(cfg) -> None:
+    """SOLVER.STEPS_PER_EPOCH 0: one epoch is one pass over the training images the loader uses."""
+    from fetalheart.config import set_epoch_length
+
+    if cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.STEPS_PER_EPOCH <= 0:
+        from detectron2.data import get_detection_dataset_dicts
+
+        n = len(get_detection_dataset_dicts(list(cfg.DATASETS.TRAIN), filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
+        set_epoch_length(cfg, n)
+        logging.getLogger("fetalheart").info("one epoch = %d iterations (%d training images, batch %d)",
+                                             cfg.SOLVER.STEPS_PER_EPOCH, n, cfg.SOLVER.IMS_PER_BATCH)
+
+
 def setup(args):
     """Config (+ overrides), logging, seed, config.yaml/env.json in OUTPUT_DIR, dataset registration."""
     from fetalheart.collect_env import write_run_info
@@ -80,6 +93,8 @@ def setup(args):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
     register_datasets_from_cfg(cfg, training=not args.eval_only)
+    if not args.eval_only:
+        _epoch_from_dataset(cfg)
     default_setup(cfg, args)
     if args.quiet:
         _terminal_warnings_only()
@@ -98,14 +113,14 @@ def setup(args):
 
 def train(args):
     """One process's work (launch() runs it once per GPU)."""
-    from fetalheart.engine import Trainer
+    from fetalheart.engine import trainer_class
     from fetalheart.modeling.load import load_model_for_inference
 
     cfg = setup(args)
     if args.eval_only:
         model = load_model_for_inference(cfg)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
+        return trainer_class(cfg).test(cfg, model)
+    trainer = trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
