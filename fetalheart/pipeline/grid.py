@@ -140,9 +140,11 @@ class GridSpec:
 
 
 def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: GridSpec | None = None) -> list[GridRun]:
-    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts}]``) into runs.
+    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts, base}]``) into runs.
 
-    Config paths are resolved relative to the grid file, then to the shipped configs/. Every run
+    Config paths are resolved relative to the grid file, then to the shipped configs/. A run's own
+    ``base`` (null: its config's own chain) replaces the grid's: Mask R-CNN and U-Net-family runs share
+    one grid (``--base`` on the command line still replaces every run's). Every run
     of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is computed
     once per image and parameter set for the whole grid.
     """
@@ -162,6 +164,9 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
         if spec.only and number not in spec.only:
             continue
         config = _entry_config(grid_path, entry)
+        run_base = base
+        if "base" in entry and not spec.base:
+            run_base = str(resolve_config_path(entry["base"])) if entry["base"] else None
         for fold in range(spec.folds) if spec.folds > 1 else [None]:
             for seed in spec.seeds or [None]:
                 folder = Path(out_dir) / entry["name"]
@@ -169,15 +174,20 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
                 folder = folder / f"seed{seed}" if seed is not None else folder
                 opts = [*shared, *map(str, entry.get("opts", [])), *(_fold_opts(fold) if fold is not None else []),
                         *spec.opts]
-                runs.append(GridRun(entry["name"], config, folder, seed, opts, base, list(overlays), fold))
+                runs.append(GridRun(entry["name"], config, folder, seed, opts, run_base, list(overlays), fold))
     return runs
 
 
 def describe(run: GridRun) -> dict:
     """What a run will train, read from its resolved config (for --dry-run)."""
+    from fetalheart.config import model_label
+
     cfg = run.config_node()
-    return {"run": run.label, "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
-            "momentum": cfg.SOLVER.MOMENTUM, "protocol": cfg.STUDY.PROTOCOL, "max_iter": cfg.SOLVER.MAX_ITER,
+    s = cfg.SOLVER
+    length = f"{s.EPOCHS:g} epochs" if s.EPOCHS > 0 and s.STEPS_PER_EPOCH <= 0 else s.MAX_ITER  # epoch set by the data
+    return {"run": run.label, "model": model_label(cfg), "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
+            "optimizer": f"{s.OPTIMIZER} m={s.MOMENTUM:g}" if s.OPTIMIZER == "SGD" else s.OPTIMIZER,
+            "protocol": cfg.STUDY.PROTOCOL, "max_iter": length,
             "fold": cfg.DATASETS.FOLD, "seed": cfg.SEED, "status": run.status(), "output_dir": str(run.output_dir)}
 
 

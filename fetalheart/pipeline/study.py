@@ -143,17 +143,19 @@ def _train(plan: StudyPlan, dataset: Path, folder: Path, log) -> dict:
 
 
 def _evaluate_run(run: Path, dataset: Path, overwrite: bool, quiet: bool, log) -> Path:
-    """Evaluate one run's model_final.pth on its own validation split (reused while the run is unchanged).
+    """Evaluate one run's TEST.REPORT_CHECKPOINT on its own validation split (reused while the run is unchanged).
 
-    model_final, not model_best: a model selected on the validation split would make the numbers
-    reported on that split optimistic (README, "Model selection").
+    Mask R-CNN: model_final, not model_best: a model selected on the validation split would make the
+    numbers reported on that split optimistic (README, "Model selection"). The U-Net recipe reports its
+    best-validation-loss checkpoint, as the thesis it follows (docs/model_families.md says the cost).
     """
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.evaluation.evaluate import default_output_dir, evaluate_model
     from fetalheart.pipeline.grid import RUN_KEY_FILE
 
-    cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / "model_final.pth"),
+    checkpoint = load_cfg(run / "config.yaml", cpu_fallback=True).TEST.REPORT_CHECKPOINT  # model_best.pth: U-Net recipe
+    cfg = load_cfg(run / "config.yaml", ["MODEL.WEIGHTS", str(run / checkpoint),
                                          "DATASETS.ROOT", str(dataset.resolve())], cpu_fallback=True)
     register_datasets_from_cfg(cfg, training=False)
     name = cfg.DATASETS.TEST[0]
