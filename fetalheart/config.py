@@ -76,7 +76,7 @@ def add_smp_config(cfg: CN) -> None:
     cfg.SOLVER.OPTIMIZER = "SGD"
     # > 0: stop training after this many seconds of wall time (model_final.pth saved where it stopped),
     # so models of two families can be compared at one time budget. 0 = off.
-    cfg.SOLVER.MAX_SECONDS = 0.0
+    cfg.SOLVER.MAX_SECONDS = 0  # whole seconds
     # The checkpoint of a run that run_study evaluates and compare_runs reports. The U-Net recipe
     # selects model_best.pth (lowest validation loss); Mask R-CNN reports model_final.pth (README, "Model selection").
     cfg.TEST.REPORT_CHECKPOINT = "model_final.pth"

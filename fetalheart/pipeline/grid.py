@@ -140,11 +140,11 @@ class GridSpec:
 
 
 def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: GridSpec | None = None) -> list[GridRun]:
-    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts, base}]``) into runs.
+    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts, base, overlays}]``) into runs.
 
     Config paths are resolved relative to the grid file, then to the shipped configs/. A run's own
-    ``base`` (null: its config's own chain) replaces the grid's: Mask R-CNN and U-Net-family runs share
-    one grid (``--base`` on the command line still replaces every run's). Every run
+    ``base`` (null: its config's own chain) and ``overlays`` replace the grid file's: Mask R-CNN and
+    U-Net-family runs share one grid (``--base``, ``--protocol`` and ``--overlay`` still apply to every run). Every run
     of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is computed
     once per image and parameter set for the whole grid.
     """
@@ -154,7 +154,8 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
     entries = grid["runs"]
     base = spec.base or grid.get("base")
     base = str(resolve_config_path(base)) if base else None
-    overlays = [str(resolve_config_path(o)) for o in [*(grid.get("overlays") or []), *spec.overlays]]
+    grid_overlays = [str(resolve_config_path(o)) for o in grid.get("overlays") or []]
+    cli_overlays = [str(resolve_config_path(o)) for o in spec.overlays]
     bad = [i for i in spec.only or [] if not 1 <= i <= len(entries)]
     if bad:
         raise FetalHeartError(f"--only {bad}: the grid has runs 1..{len(entries)}")
@@ -164,9 +165,11 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
         if spec.only and number not in spec.only:
             continue
         config = _entry_config(grid_path, entry)
-        run_base = base
+        run_base, overlays = base, [*grid_overlays, *cli_overlays]
         if "base" in entry and not spec.base:
             run_base = str(resolve_config_path(entry["base"])) if entry["base"] else None
+        if "overlays" in entry:  # replaces the grid file's overlays (--protocol / --overlay still apply)
+            overlays = [*(str(resolve_config_path(o)) for o in entry["overlays"] or []), *cli_overlays]
         for fold in range(spec.folds) if spec.folds > 1 else [None]:
             for seed in spec.seeds or [None]:
                 folder = Path(out_dir) / entry["name"]
