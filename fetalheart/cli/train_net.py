@@ -70,7 +70,7 @@ def _epoch_from_dataset(cfg) -> None:
 
         n = len(get_detection_dataset_dicts(list(cfg.DATASETS.TRAIN), filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
         set_epoch_length(cfg, n)
-        logging.getLogger("fetalheart").info("one epoch = %d iterations (%d training images, batch %d)",
+        logging.getLogger(__name__).info("one epoch = %d iterations (%d training images, batch %d)",
                                              cfg.SOLVER.STEPS_PER_EPOCH, n, cfg.SOLVER.IMS_PER_BATCH)
 
 
@@ -93,9 +93,9 @@ def setup(args):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
     register_datasets_from_cfg(cfg, training=not args.eval_only)
+    default_setup(cfg, args)
     if not args.eval_only:
         _epoch_from_dataset(cfg)
-    default_setup(cfg, args)
     if args.quiet:
         _terminal_warnings_only()
     logging.getLogger("detectron2.engine.train_loop").addFilter(_OneLineTrainingErrors())
