@@ -24,6 +24,9 @@ EPILOG = """examples:
   # offline / CPU: from scratch, a short schedule
   tools/train_net.py --config-file configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml \\
       DATASETS.ROOT data/coco SOLVER.EPOCHS 0 SOLVER.MAX_ITER 200 MODEL.DEVICE cpu OUTPUT_DIR output/try
+  # the U-Net family (segmentation_models_pytorch): U-Net ResNet-34 with the thesis recipe, or any arch x encoder
+  tools/train_net.py --config-file configs/FetalHeart-SMP.yaml DATASETS.ROOT data/coco OUTPUT_DIR output/unet \
+      MODEL.SMP.ARCH DeepLabV3Plus MODEL.SMP.ENCODER efficientnet-b3
   # resume after an interruption, or evaluate a trained model
   tools/train_net.py --config-file output/try/config.yaml --resume OUTPUT_DIR output/try
   tools/train_net.py --config-file output/try/config.yaml --eval-only MODEL.WEIGHTS output/try/model_final.pth

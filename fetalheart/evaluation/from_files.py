@@ -275,7 +275,7 @@ def evaluate_predictions(gt: GroundTruth, results: list[dict], output_dir: str |
     """Evaluate normalized COCO results on ``gt``; write coco_instances_results.json, report.{json,md},
     per_class.csv, per_image.csv, plots/ and env.json (+ config.yaml) into ``output_dir``; return the report."""
     from fetalheart.collect_env import write_run_info
-    from fetalheart.evaluation.evaluate import write_plots
+    from fetalheart.evaluation.plots import write_plots
 
     ctx = context or ReportContext()
     out = Path(output_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.annotations.components import probabilities_to_instances
+from fetalheart.annotations.semantic import SemanticOptions
 from fetalheart.utils.errors import FetalHeartError
 
 import segmentation_models_pytorch as smp
@@ -101,7 +102,7 @@ class SMPSegmentor(nn.Module):
 
     @configurable
     def __init__(self, *, net: nn.Module, num_classes: int, in_channels: int, pixel_mean, pixel_std,
-                 loss_weights=(0.5, 0.5), prob_thresh: float = 0.5, score_rule: str = "mean", min_area: int = 0):
+                 loss_weights=(0.5, 0.5), instance_rule: SemanticOptions | None = None):
         super().__init__()
         self.net, self.num_classes, self.in_channels = net, int(num_classes), int(in_channels)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
@@ -110,15 +111,15 @@ class SMPSegmentor(nn.Module):
         self.loss_weights = tuple(float(w) for w in loss_weights)
         self.bce = smp.losses.SoftBCEWithLogitsLoss(ignore_index=IGNORE)
         self.dice = smp.losses.DiceLoss("multilabel", from_logits=True, ignore_index=IGNORE)
-        self.prob_thresh, self.score_rule, self.min_area = float(prob_thresh), score_rule, int(min_area)
+        self.instance_rule = instance_rule or SemanticOptions()  # probabilities -> instances (annotations.components)
 
     @classmethod
     def from_config(cls, cfg):
         s = cfg.MODEL.SMP
         return {"net": build_network(cfg), "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
                 "in_channels": s.IN_CHANNELS, "pixel_mean": cfg.MODEL.PIXEL_MEAN, "pixel_std": cfg.MODEL.PIXEL_STD,
-                "loss_weights": s.LOSS_WEIGHTS, "prob_thresh": s.PROB_THRESH, "score_rule": s.SCORE_RULE,
-                "min_area": s.MIN_AREA}
+                "loss_weights": s.LOSS_WEIGHTS,
+                "instance_rule": SemanticOptions(float(s.PROB_THRESH), int(s.MIN_AREA), s.SCORE_RULE)}
 
     @property
     def device(self) -> torch.device:
@@ -167,8 +168,8 @@ class SMPSegmentor(nn.Module):
 
     def instances(self, probs: torch.Tensor) -> Instances:
         """Connected components of the thresholded probabilities, highest score first."""
-        found = probabilities_to_instances(probs.float().cpu().numpy(), self.prob_thresh, self.min_area,
-                                           self.score_rule)
+        r = self.instance_rule
+        found = probabilities_to_instances(probs.float().cpu().numpy(), r.prob_thresh, r.min_area, r.score_rule)
         order = sorted(range(len(found)), key=lambda k: -found.scores[k])
         inst = Instances(tuple(probs.shape[-2:]))
         masks = torch.from_numpy(found.masks[order]) if order else torch.zeros((0, *probs.shape[-2:]), dtype=torch.bool)
