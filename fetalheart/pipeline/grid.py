@@ -189,7 +189,7 @@ def describe(run: GridRun) -> dict:
     s = cfg.SOLVER
     length = f"{s.EPOCHS:g} epochs" if s.EPOCHS > 0 and s.STEPS_PER_EPOCH <= 0 else s.MAX_ITER  # epoch set by the data
     return {"run": run.label, "model": model_label(cfg), "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
-            "optimizer": f"{s.OPTIMIZER} m={s.MOMENTUM:g}" if s.OPTIMIZER == "SGD" else s.OPTIMIZER,
+            "optimizer": s.OPTIMIZER, "momentum": s.MOMENTUM if s.OPTIMIZER == "SGD" else None,  # Adam has none
             "protocol": cfg.STUDY.PROTOCOL, "max_iter": length,
             "fold": cfg.DATASETS.FOLD, "seed": cfg.SEED, "status": run.status(), "output_dir": str(run.output_dir)}
 
