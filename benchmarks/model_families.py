@@ -70,8 +70,14 @@ class Family:
         self.train_s, self.infer_s = [], []
 
     def steps(self, n: int) -> None:
+        from detectron2.utils.events import EventStorage
+
         model, opt = self.trainer.model, self.trainer.optimizer
         model.train()
+        with EventStorage(0):  # Mask R-CNN's heads log into detectron2's event storage
+            self._steps(model, opt, n)
+
+    def _steps(self, model, opt, n: int) -> None:
         for _ in range(n):
             start = time.perf_counter()
             losses = model(next(self.batches))

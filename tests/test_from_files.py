@@ -1,8 +1,6 @@
 """Evaluation from files, the seam: a model's report == the report of its results file == detectron2's evaluators."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from fetalheart.cli.evaluate import main as evaluate_main
@@ -10,7 +8,6 @@ from fetalheart.config import get_cfg
 from fetalheart.evaluation import build_evaluators
 from fetalheart.evaluation.from_files import (
     GroundTruth,
-    ReportContext,
     evaluate_predictions,
     load_predictions,
     register_ground_truth,
@@ -25,7 +22,6 @@ from detectron2.evaluation import inference_on_dataset
 
 from tests._train_helpers import make_toy_coco, tiny_opts
 
-REPO = Path(__file__).resolve().parent.parent
 #: Everything a report's numbers are in (run, notes and enhancement statistics say where they came from).
 NUMBERS = ("coco", "per_class", "overall", "study_map", "per_image", "images", "confusion_matrix", "summary",
            "ranking", "n_images", "n_groups", "classes", "settings", "definitions")
@@ -106,23 +102,31 @@ def test_ground_truth_names_and_missing_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trained_model_report_equals_its_results_file_and_the_training_evaluator(tmp_path):
-    """A trained Mask R-CNN: train_net --eval-only (detectron2's evaluators), tools/evaluate.py (predict, then
-    evaluate the file) and tools/evaluate.py --predictions on either results file: the same numbers."""
+    """A trained Mask R-CNN: detectron2's evaluators as training runs them (Trainer.test), tools/evaluate.py
+    (predict, then evaluate the file) and tools/evaluate.py --predictions on either results file: the same numbers."""
+    from fetalheart.collect_env import write_run_info
+    from fetalheart.config import load_cfg
+    from fetalheart.data.registration import register_datasets_from_cfg
+    from fetalheart.engine import Trainer
+    from fetalheart.modeling.load import load_model_for_inference
+
     toy = make_toy_coco(tmp_path / "toy")
     run = tmp_path / "run"
-    cli = [sys.executable, "tools/train_net.py", "-q", "--config-file"]
-    proc = subprocess.run([*cli, "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml", *tiny_opts(toy, run, iters=3)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # every detection counts (an untrained model scores low): the per-image path is exercised in full
+    names = {"DATASETS.TRAIN": "('fromfiles_train',)", "DATASETS.TEST": "('fromfiles_val',)"}
+    cfg = load_cfg("configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml", tiny_opts(toy, run, iters=2, **names), freeze=False)
+    register_datasets_from_cfg(cfg)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    write_run_info(run, cfg)
+    # every detection counts (a briefly trained model scores low): the per-image path is exercised in full
     every = ["MODEL.WEIGHTS", str(run / "model_final.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
              "EVAL.SCORE_THRESH", "0.0", "EVAL.STUDY_MAP_MIN_SCORE", "0.0", "EVAL.BOUNDARY_METRICS", "True"]
-    proc = subprocess.run([*cli, str(run / "config.yaml"), "--eval-only", *every, "OUTPUT_DIR", str(run)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trainer_dir = run / "inference" / "toy_val"
+    eval_cfg = load_cfg(run / "config.yaml", every)
+    Trainer.test(eval_cfg, load_model_for_inference(eval_cfg))  # -> run/inference/fromfiles_val (train_net --eval-only)
+    trainer_dir = run / "inference" / "fromfiles_val"
     assert evaluate_main(["--config-file", str(run / "config.yaml"), "-q", *every]) == 0
-    model_dir = run / "eval" / "toy_val"
+    model_dir = run / "eval" / "fromfiles_val"
     results = json.loads((model_dir / "coco_instances_results.json").read_text())
     assert len(results) > 10 and results == json.loads((trainer_dir / "coco_instances_results.json").read_text())
     reports = {"trainer": trainer_dir, "model": model_dir}
@@ -137,5 +141,5 @@ def test_trained_model_report_equals_its_results_file_and_the_training_evaluator
     reports["no config"] = tmp_path / "no_config"
     loaded = {k: json.loads((v / "report.json").read_text()) for k, v in reports.items()}
     assert loaded["model"]["overall"]["instance_micro"]["fp"] > 0
-    for label, rep in loaded.items():
+    for rep in loaded.values():
         assert_same_numbers(loaded["trainer"], rep)
