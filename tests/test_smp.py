@@ -173,3 +173,15 @@ def test_one_combination_trains_evaluates_and_predicts_end_to_end(tmp_path):
     assert predict_main(["--config-file", str(run / "config.yaml"), *weights, str(toy / "images"), "-o", str(out),
                          "--quiet", "--score-thresh", "0.5"]) == 0
     assert len(list((out / "labelme").glob("*.json"))) == 5 and (out / "coco_results.json").is_file()
+
+
+def test_the_models_enhancement_is_applied_as_for_mask_rcnn():
+    from fetalheart.data.mapper import build_test_mapper, build_train_mapper
+    from fetalheart.enhance.augmentation import EnhanceAugmentation, PhotometricThenEnhance
+
+    cfg = load_cfg(SMP_CONFIG, ["INPUT.ENHANCE", "ahe+clahe"])
+    train = build_train_mapper(cfg).augmentations.augs
+    # the recipe's brightness/contrast jitter runs before the enhancement, in one step, then the geometry
+    assert isinstance(train[0], PhotometricThenEnhance) and train[0].enhancer.spec == "ahe+clahe"
+    assert any(isinstance(a, EnhanceAugmentation) for a in build_test_mapper(cfg).augmentations.augs)
+    assert build_train_mapper(cfg).use_instance_mask  # the per-class targets are made from the instance masks
