@@ -92,8 +92,43 @@ def add_fetalheart_config(cfg: CN) -> None:
     ``fetalheart.pipeline.keys.RUN_ONLY_KEYS`` (docs/data_and_caching.md).
     """
     for add in (_add_model_keys, _add_init_keys, _add_target_keys, _add_input_keys, _add_augmentation_keys,
-                _add_solver_keys, _add_dataset_keys, _add_test_keys, _add_eval_keys, _add_study_keys):
+                _add_solver_keys, _add_dataset_keys, _add_test_keys, _add_eval_keys, _add_study_keys, add_smp_config):
         add(cfg)
+
+
+#: The meta-architecture of the U-Net family (fetalheart.modeling.smp): any segmentation_models_pytorch model.
+SMP_META_ARCHITECTURE = "SMPSegmentor"
+
+
+def add_smp_config(cfg: CN) -> None:
+    """MODEL.SMP and the family-neutral training keys: the U-Net family on segmentation_models_pytorch.
+
+    ``MODEL.META_ARCHITECTURE "SMPSegmentor"`` selects the family: train_net, evaluate, predict and the
+    grid take it from the config (configs/smp/). Defaults are the companion thesis's recipe (docs/model_families.md).
+    """
+    cfg.MODEL.SMP = CN()
+    cfg.MODEL.SMP.ARCH = "Unet"  # a segmentation_models_pytorch class: Unet, UnetPlusPlus, MAnet, Linknet, FPN, ...
+    cfg.MODEL.SMP.ENCODER = "resnet34"  # an smp encoder name (resnet18..101, efficientnet-b0..b7, mobilenet_v2, tu-*)
+    # "" = random initialisation; else a LOCAL file with the encoder's state dict (.pth/.pt/.safetensors).
+    # Nothing is downloaded ("imagenet" is refused with where to put the file instead).
+    cfg.MODEL.SMP.ENCODER_WEIGHTS = ""
+    cfg.MODEL.SMP.IN_CHANNELS = 1  # grey input: the frame's channels averaged (ultrasound is grey)
+    cfg.MODEL.SMP.LOSS_WEIGHTS = (0.5, 0.5)  # BCE and soft Dice, on one sigmoid channel per class
+    # Semantic -> instances (fetalheart.annotations.components): a pixel is class c when its probability
+    # is >= PROB_THRESH; each 8-connected component is one instance, scored by SCORE_RULE ("mean" or
+    # "max" probability inside it); components under MIN_AREA pixels (original resolution) are dropped.
+    cfg.MODEL.SMP.PROB_THRESH = 0.5
+    cfg.MODEL.SMP.SCORE_RULE = "mean"
+    cfg.MODEL.SMP.MIN_AREA = 0
+    # "SGD": detectron2's build_optimizer (Mask R-CNN); "ADAM": torch.optim.Adam(BASE_LR, WEIGHT_DECAY),
+    # the U-Net recipe (fetalheart.engine.smp_trainer).
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    # > 0: stop training after this many seconds of wall time (model_final.pth saved where it stopped),
+    # so models of two families can be compared at one time budget. 0 = off.
+    cfg.SOLVER.MAX_SECONDS = 0  # whole seconds
+    # The checkpoint of a run that run_study evaluates and compare_runs reports. The U-Net recipe
+    # selects model_best.pth (lowest validation loss); Mask R-CNN reports model_final.pth (README, "Model selection").
+    cfg.TEST.REPORT_CHECKPOINT = "model_final.pth"
 
 
 def _add_model_keys(cfg: CN) -> None:
@@ -326,7 +361,7 @@ def resolve_device(device: str, cpu_fallback: bool = False) -> str:
 def _derive_schedule(cfg: CN) -> None:
     """EPOCHS > 0: MAX_ITER, LR steps, warm-up and periods as fractions of training (study's words)."""
     s = cfg.SOLVER
-    if s.EPOCHS <= 0:
+    if s.EPOCHS <= 0 or s.STEPS_PER_EPOCH <= 0:  # STEPS_PER_EPOCH 0: set_epoch_length, once the data is known
         return
     s.MAX_ITER = max(1, int(round(s.EPOCHS * s.STEPS_PER_EPOCH)))
     bad = [f for f in s.STEP_FRACTIONS if not 0 < f < 1]
@@ -337,6 +372,53 @@ def _derive_schedule(cfg: CN) -> None:
     s.WARMUP_ITERS = min(int(round(s.WARMUP_FRACTION * s.MAX_ITER)), s.MAX_ITER - 1)
     if s.CHECKPOINT_FRACTION > 0:
         s.CHECKPOINT_PERIOD = max(1, int(round(s.CHECKPOINT_FRACTION * s.MAX_ITER)))
+
+
+def set_epoch_length(cfg: CN, n_train_images: int) -> bool:
+    """``SOLVER.STEPS_PER_EPOCH 0`` means one pass over DATASETS.TRAIN at SOLVER.IMS_PER_BATCH: set it
+    from the training set's size and derive the schedule (train_net does this after registration).
+    Returns whether anything changed."""
+    s = cfg.SOLVER
+    if s.STEPS_PER_EPOCH > 0 or s.EPOCHS <= 0:
+        return False
+    if n_train_images <= 0:
+        raise FetalHeartError("SOLVER.STEPS_PER_EPOCH 0 (one pass over the training set) needs training images")
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    s.STEPS_PER_EPOCH = -(-int(n_train_images) // max(1, int(s.IMS_PER_BATCH)))
+    _derive_schedule(cfg)
+    if cfg.TEST.EVAL_PERIOD <= 0:
+        cfg.TEST.EVAL_PERIOD = int(s.STEPS_PER_EPOCH)
+    if frozen:
+        cfg.freeze()
+    return True
+
+
+def is_smp(cfg: CN) -> bool:
+    """Whether the config is a U-Net-family model (segmentation_models_pytorch) rather than Mask R-CNN."""
+    return cfg.MODEL.META_ARCHITECTURE == SMP_META_ARCHITECTURE
+
+
+def model_label(cfg: CN) -> str:
+    """The model family and backbone in words, for grid listings, reports and compare_runs."""
+    if is_smp(cfg):
+        return f"{cfg.MODEL.SMP.ARCH} {cfg.MODEL.SMP.ENCODER}"
+    depth = cfg.MODEL.RESNETS.DEPTH
+    return f"Mask R-CNN R{depth}-FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME.lower() else f"Mask R-CNN R{depth}"
+
+
+def _check_smp(cfg: CN) -> None:
+    if cfg.SOLVER.OPTIMIZER not in ("SGD", "ADAM"):
+        raise FetalHeartError(f"SOLVER.OPTIMIZER must be SGD or ADAM, got {cfg.SOLVER.OPTIMIZER!r}")
+    if cfg.SOLVER.OPTIMIZER == "ADAM" and not is_smp(cfg):
+        raise FetalHeartError("SOLVER.OPTIMIZER ADAM is the U-Net family's (MODEL.META_ARCHITECTURE SMPSegmentor); "
+                              "Mask R-CNN trains with SGD")
+    if cfg.MODEL.SMP.SCORE_RULE not in ("mean", "max"):
+        raise FetalHeartError(f"MODEL.SMP.SCORE_RULE must be mean or max, got {cfg.MODEL.SMP.SCORE_RULE!r}")
+    if not 0 < cfg.MODEL.SMP.PROB_THRESH <= 1:
+        raise FetalHeartError(f"MODEL.SMP.PROB_THRESH must be in (0, 1], got {cfg.MODEL.SMP.PROB_THRESH}")
+    if cfg.SOLVER.MAX_SECONDS < 0:
+        raise FetalHeartError("SOLVER.MAX_SECONDS must be >= 0 (0 = no time budget)")
 
 
 def finalize_cfg(cfg: CN, cpu_fallback: bool = False) -> CN:
@@ -354,6 +436,7 @@ def finalize_cfg(cfg: CN, cpu_fallback: bool = False) -> CN:
                               f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}")
     _check_init(cfg)
     _check_targets(cfg)
+    _check_smp(cfg)
     cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE, cpu_fallback)
     from fetalheart.enhance import parse_spec
 

@@ -88,6 +88,19 @@ def labelme_document(shapes: list[dict], image_path: str, height: int, width: in
             "imageHeight": int(height), "imageWidth": int(width)}
 
 
+def mask_shape(label: str, mask: np.ndarray, description: str = "") -> dict:
+    """A LabelMe ``mask`` shape of a full-image bool mask: its tight crop as a base64 PNG and the crop's
+    inclusive box ``[[x1, y1], [x2, y2]]``, as labelme writes it (exact pixels, no polygon tracing)."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        raise ValueError("an empty mask has no LabelMe shape")
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(mask[y1:y2 + 1, x1:x2 + 1], np.uint8) * 255).save(buf, format="PNG")
+    return {"label": label, "points": [[x1, y1], [x2, y2]], "group_id": None, "description": description,
+            "shape_type": "mask", "flags": {}, "mask": base64.b64encode(buf.getvalue()).decode("ascii")}
+
+
 def load_json(path: Path) -> Any:
     """Parse a JSON file; one-line LabelmeError on bad bytes or syntax (NaN is accepted, then refused later)."""
     try:

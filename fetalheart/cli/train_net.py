@@ -1,4 +1,4 @@
-"""Train (or evaluate) a fetal-heart Mask R-CNN: detectron2's train_net.py, with fetalheart's Trainer.
+"""Train (or evaluate) a fetal-heart model, Mask R-CNN or the U-Net family: detectron2's train_net.py, fetalheart's Trainer.
 
 Same flags as detectron2's tools/train_net.py (--config-file, --resume, --eval-only,
 --num-gpus, --num-machines, --machine-rank, --dist-url, trailing KEY VALUE overrides) and launch(),
@@ -24,6 +24,9 @@ EPILOG = """examples:
   # offline / CPU: from scratch, a short schedule
   tools/train_net.py --config-file configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml \\
       DATASETS.ROOT data/coco SOLVER.EPOCHS 0 SOLVER.MAX_ITER 200 MODEL.DEVICE cpu OUTPUT_DIR output/try
+  # the U-Net family (segmentation_models_pytorch): U-Net ResNet-34 with the thesis recipe, or any arch x encoder
+  tools/train_net.py --config-file configs/FetalHeart-SMP.yaml DATASETS.ROOT data/coco OUTPUT_DIR output/unet \
+      MODEL.SMP.ARCH DeepLabV3Plus MODEL.SMP.ENCODER efficientnet-b3
   # resume after an interruption, or evaluate a trained model
   tools/train_net.py --config-file output/try/config.yaml --resume OUTPUT_DIR output/try
   tools/train_net.py --config-file output/try/config.yaml --eval-only MODEL.WEIGHTS output/try/model_final.pth
@@ -70,6 +73,19 @@ def _terminal_warnings_only() -> None:
                 handler.setLevel(logging.WARNING)
 
 
+def _epoch_from_dataset(cfg) -> None:
+    """SOLVER.STEPS_PER_EPOCH 0: one epoch is one pass over the training images the loader uses."""
+    from fetalheart.config import set_epoch_length
+
+    if cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.STEPS_PER_EPOCH <= 0:
+        from detectron2.data import get_detection_dataset_dicts
+
+        n = len(get_detection_dataset_dicts(list(cfg.DATASETS.TRAIN), filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
+        set_epoch_length(cfg, n)
+        logging.getLogger(__name__).info("one epoch = %d iterations (%d training images, batch %d)",
+                                             cfg.SOLVER.STEPS_PER_EPOCH, n, cfg.SOLVER.IMS_PER_BATCH)
+
+
 def setup(args):
     """Config (+ overrides), logging, seed, config.yaml/env.json in OUTPUT_DIR, dataset registration."""
     from fetalheart.collect_env import write_run_info
@@ -92,6 +108,8 @@ def setup(args):
         torch.backends.cudnn.deterministic = True
     register_datasets_from_cfg(cfg, training=not args.eval_only)
     default_setup(cfg, args)
+    if not args.eval_only:
+        _epoch_from_dataset(cfg)
     if args.quiet:
         _terminal_warnings_only()
     logging.getLogger("detectron2.engine.train_loop").addFilter(_OneLineTrainingErrors())
@@ -109,14 +127,14 @@ def setup(args):
 
 def train(args):
     """One process's work (launch() runs it once per GPU)."""
-    from fetalheart.engine import Trainer
+    from fetalheart.engine import trainer_class
     from fetalheart.modeling.load import load_model_for_inference
 
     cfg = setup(args)
     if args.eval_only:
         model = load_model_for_inference(cfg)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
+        return trainer_class(cfg).test(cfg, model)
+    trainer = trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 

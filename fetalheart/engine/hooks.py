@@ -1,4 +1,4 @@
-"""Training hooks detectron2 users keep asking for: validation loss and early stopping.
+"""Training hooks detectron2 users keep asking for: validation loss, early stopping, a time budget, epoch losses.
 
 Best-checkpoint selection reuses detectron2's own ``BestCheckpointer`` (see trainer.py).
 """
@@ -117,3 +117,46 @@ class EarlyStopping(HookBase):
             logger.info("early stopping at iteration %d: %s has not improved for %d evaluations (best %.4f)",
                         next_iter, self._metric, self.bad_evals, self.best if self.best is not None else float("nan"))
             raise EarlyStop(next_iter)
+
+
+class TimeBudget(HookBase):
+    """Stop training once ``seconds`` of wall time have passed since it started (``SOLVER.MAX_SECONDS``):
+    two model families compared at one budget. Put it last, so the iteration it stops at is fully written."""
+
+    def __init__(self, seconds: float):
+        self._seconds = float(seconds)
+        self._start = 0.0
+
+    def before_train(self):
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if next_iter < self.trainer.max_iter and time.perf_counter() - self._start >= self._seconds:
+            logger.info("time budget of %.0f s reached at iteration %d of %d", self._seconds, next_iter,
+                        self.trainer.max_iter)
+            self.trainer.stopped_by = f"time budget {self._seconds:g} s at iteration {next_iter}"
+            raise EarlyStop(next_iter)
+
+
+class EpochLoss(HookBase):
+    """The mean training loss of each epoch (``train_epoch_loss``, with ``epoch``) at the epoch's last
+    iteration, beside detectron2's windowed ``total_loss``: metrics.json then holds train and validation
+    loss per epoch (the validation loss runs once per epoch too when TEST.EVAL_PERIOD is one epoch)."""
+
+    def __init__(self, steps_per_epoch: int):
+        self._steps = int(steps_per_epoch)
+        self._sum, self._n = 0.0, 0
+
+    def after_step(self):
+        if not comm.is_main_process():
+            return
+        hist = self.trainer.storage.histories().get("total_loss")
+        if hist is None:
+            return
+        self._sum, self._n = self._sum + float(hist.latest()), self._n + 1
+        next_iter = self.trainer.iter + 1
+        if next_iter % self._steps == 0 or next_iter == self.trainer.max_iter:
+            self.trainer.storage.put_scalars(epoch=-(-next_iter // self._steps), train_epoch_loss=self._sum / self._n,
+                                             smoothing_hint=False)
+            self._sum, self._n = 0.0, 0

@@ -14,7 +14,7 @@ import os
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 import fetalheart.modeling  # noqa: F401  (registers FetalHeartRCNN with detectron2)
 from fetalheart.data.loaders import build_test_loader, build_train_loader, build_val_loss_loader
-from fetalheart.engine.hooks import EarlyStop, EarlyStopping, ValidationLoss
+from fetalheart.engine.hooks import EarlyStop, EarlyStopping, EpochLoss, TimeBudget, ValidationLoss
 from fetalheart.engine.optimizer import build_optimizer
 from fetalheart.evaluation.build import build_evaluators
 from fetalheart.modeling.load import load_initial_weights
@@ -56,22 +56,30 @@ class Trainer(DefaultTrainer):
                 cfg.TEST.VAL_LOSS_MAX_IMAGES,
             )
             extra.append(self.val_loss_hook)
-        evaluating = cfg.DATASETS.TEST and cfg.TEST.EVAL_DURING_TRAINING
-        if cfg.SOLVER.BEST_CHECKPOINT_METRIC and evaluating and comm.is_main_process():
-            # detectron2's own hook; it reads the metric EvalHook just stored, so no second evaluation.
-            extra.append(hooks.BestCheckpointer(period, self.checkpointer, cfg.SOLVER.BEST_CHECKPOINT_METRIC,
-                                                cfg.SOLVER.BEST_CHECKPOINT_MODE))
-        if cfg.SOLVER.EARLY_STOP_PATIENCE > 0 and cfg.SOLVER.BEST_CHECKPOINT_METRIC and evaluating:
-            extra.append(EarlyStopping(period, cfg.SOLVER.BEST_CHECKPOINT_METRIC, cfg.SOLVER.EARLY_STOP_PATIENCE,
+        metric = cfg.SOLVER.BEST_CHECKPOINT_METRIC
+        # A validation-loss metric ("val_total_loss", the U-Net recipe) needs no evaluator, only the loss hook.
+        by_val_loss = metric.startswith("val_") and bool(cfg.TEST.VAL_LOSS and cfg.DATASETS.TEST)
+        evaluating = by_val_loss or bool(cfg.DATASETS.TEST and cfg.TEST.EVAL_DURING_TRAINING)
+        best_period = (cfg.TEST.VAL_LOSS_PERIOD or period) if by_val_loss else period
+        if metric and evaluating and comm.is_main_process():
+            # detectron2's own hook; it reads the metric EvalHook (or ValidationLoss) just stored, so no second evaluation.
+            extra.append(hooks.BestCheckpointer(best_period, self.checkpointer, metric, cfg.SOLVER.BEST_CHECKPOINT_MODE))
+        if cfg.SOLVER.EARLY_STOP_PATIENCE > 0 and metric and evaluating:
+            extra.append(EarlyStopping(best_period, metric, cfg.SOLVER.EARLY_STOP_PATIENCE,
                                        cfg.SOLVER.BEST_CHECKPOINT_MODE))
+        if cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.STEPS_PER_EPOCH > 0:
+            extra.append(EpochLoss(cfg.SOLVER.STEPS_PER_EPOCH))
         # After EvalHook (which produces the metrics), before PeriodicWriter (which writes them).
         writer_at = next((i for i, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
         if writer_at < len(ret) and period > 0:
             # Writers only see the latest value of each metric: write at every evaluation, or an
             # evaluation whose iteration the 20-iteration writer skips would be lost from metrics.json.
             every = math.gcd(math.gcd(20, period), cfg.TEST.VAL_LOSS_PERIOD or period)
+            if any(isinstance(h, EpochLoss) for h in extra):  # ... and at every epoch's end
+                every = math.gcd(every, int(cfg.SOLVER.STEPS_PER_EPOCH))
             ret[writer_at] = hooks.PeriodicWriter(self.build_writers(), period=every)
-        return ret[:writer_at] + extra + ret[writer_at:]
+        budget = [TimeBudget(cfg.SOLVER.MAX_SECONDS)] if cfg.SOLVER.MAX_SECONDS > 0 else []
+        return ret[:writer_at] + extra + ret[writer_at:] + budget
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -84,6 +84,7 @@ class EvaluatedRun:
     fold: int = -1
     classes: list[str] = field(default_factory=list)
     frames: dict[str, Frame] = field(default_factory=dict)
+    family: str = ""  # "Mask R-CNN R50-FPN", "Unet resnet34", ...: runs of every family share one table
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -230,11 +231,13 @@ def load_run(report_path: Path, group_regex: str | None = None) -> EvaluatedRun:
     run = rep.get("run", {})
     solver, inp, study = cfg.get("SOLVER", {}), cfg.get("INPUT", {}), cfg.get("STUDY", {})
     enhance = str(run.get("enhance", inp.get("ENHANCE", "original")) or "original")
-    momentum = float(run.get("momentum", solver.get("MOMENTUM", float("nan"))))
+    momentum = _f(run["momentum"]) if "momentum" in run else _f(solver.get("MOMENTUM"))  # Adam: none (NaN)
     model_id = int(run.get("study_model_id", study.get("MODEL_ID", 0)) or 0)
     name = run.get("study_name") or study.get("NAME") or ""
     run_dir = report_path.parent.parent.parent if report_path.parent.parent.name == "eval" else report_path.parent
-    label = name or (f"model {model_id}" if model_id else f"{enhance} m={momentum:g}" if enhance else run_dir.name)
+    family = str(run.get("family", ""))
+    label = name or (f"model {model_id}" if model_id else f"{family} {enhance}" if family else
+                     f"{enhance} m={momentum:g}" if enhance else run_dir.name)
     seed = run.get("seed", cfg.get("SEED"))
     fold = run.get("fold", cfg.get("DATASETS", {}).get("FOLD", -1))
     try:
@@ -244,7 +247,7 @@ def load_run(report_path: Path, group_regex: str | None = None) -> EvaluatedRun:
     return EvaluatedRun(report_path.parent, label, enhance, momentum, model_id, None if seed is None else int(seed),
                         rep.get("dataset", ""), _run_metrics(rep),
                         fold=-1 if fold in (None, "pooled") else int(fold), classes=list(rep.get("classes", [])),
-                        frames=_frames(rep, report_path, pattern))
+                        frames=_frames(rep, report_path, pattern), family=family)
 
 
 def load_runs(paths: Sequence[str | os.PathLike], dataset: str | None = None,
@@ -345,12 +348,13 @@ def _spread(runs: Sequence[EvaluatedRun], metric: str) -> dict[str, float]:
 
 
 def _model_row(key: tuple, rs: list[EvaluatedRun], n_boot: int, seed: int) -> dict:
-    label, enhance, momentum, model_id = key
+    label, enhance, _, model_id = key
+    momentum = rs[0].momentum
     folds = sorted({r.fold for r in rs})
     if -1 in folds and len(folds) > 1:
         raise FetalHeartError(f"model {label!r} mixes fold runs (DATASETS.FOLD >= 0) with other runs; "
                               "compare the fold evaluations (or one pooled report) only")
-    row = {"model": label, "model_id": model_id, "enhance": enhance, "momentum": momentum, "n_runs": len(rs),
+    row = {"model": label, "family": rs[0].family, "model_id": model_id, "enhance": enhance, "momentum": momentum, "n_runs": len(rs),
            "n_folds": len([f for f in folds if f >= 0]), "n_seeds": len({r.seed for r in rs}),
            "runs": [str(r.path) for r in rs]}
     for m in METRICS:
@@ -391,7 +395,8 @@ def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: 
         raise FetalHeartError(f"--rank-by must be one of {', '.join(METRICS)}")
     groups: dict[tuple, list[EvaluatedRun]] = defaultdict(list)
     for r in runs:
-        groups[(r.label, r.enhance, r.momentum, r.model_id)].append(r)
+        # NaN (no momentum: Adam) is not equal to itself: key it as None so such runs group too.
+        groups[(r.label, r.enhance, None if math.isnan(r.momentum) else r.momentum, r.model_id)].append(r)
     rows = [_model_row(k, rs, n_boot, seed) for k, rs in groups.items()]
     runs_of = {id(row): rs for row, rs in zip(rows, groups.values(), strict=True)}
     for m in METRICS:  # rank 1 = best; NaN ranks last
@@ -446,7 +451,7 @@ def _runs_cell(r: dict) -> str:
 def _row_line(r: dict, rank_key: str) -> str:
     t = r.get("test", {})
     eff = (f"{_fmt(t['mean_diff'])} [{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]" if t else "-")
-    return (f"| {r[rank_key]} | {r['model']} | {r['enhance']} | {_fmt(r['momentum'], 2)} | {_runs_cell(r)} | "
+    return (f"| {r[rank_key]} | {r['model']} | {r.get('family') or '-'} | {r['enhance']} | {_fmt(r['momentum'], 2)} | {_runs_cell(r)} | "
             f"{_pm(r, 'segm_AP')} | {_pm(r, 'study_mAP')} | {_pm(r, 'corrected_mAP')} | {_pm(r, 'iou')} | "
             f"{_pm(r, 'dice')} | {_fmt(r['dice_pooled'])} [{_fmt(r['dice_ci_low'])}, {_fmt(r['dice_ci_high'])}] | "
             f"{r['n_frames']} / {r['n_groups']} | {r.get('baseline') or '-'} | {eff} | "
@@ -463,9 +468,9 @@ def comparison_markdown(table: dict) -> str:
              "evaluation (its frames / groups in that column). Paired tests: "
              f"{table['n_tested']} of {table['n_comparisons']} comparisons had enough groups for a test "
              f"(alpha {table['alpha']}, Holm).", "", "## Definitions", "", table["definitions"], "",
-             "| rank | model | enhance | momentum | runs | COCO segm AP | study mAP (Matterport) | mAP (corrected) | "
+             "| rank | model | family | enhance | momentum | runs | COCO segm AP | study mAP (Matterport) | mAP (corrected) | "
              "IoU | Dice | Dice pooled [95% CI] | frames / groups | baseline | mean dDice [95% CI] | r | "
-             "n groups | p | p Holm | verdict |", "|" + "---|" * 19]
+             "n groups | p | p Holm | verdict |", "|" + "---|" * 20]
     rank_key = f"rank_{table['rank_by']}"
     lines += [_row_line(r, rank_key) for r in rows]
     if notes:
@@ -473,7 +478,7 @@ def comparison_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("model", "model_id", "enhance", "momentum", "n_runs", "n_folds", "n_seeds",
+CSV_FIELDS = ("model", "family", "model_id", "enhance", "momentum", "n_runs", "n_folds", "n_seeds",
               *[f"{m}{s}" for m in METRICS for s in ("", "_fold_std", "_seed_std")],
               "iou_pooled", "iou_ci_low", "iou_ci_high", "dice_pooled", "dice_ci_low", "dice_ci_high",
               "n_frames", "n_groups", *[f"rank_{m}" for m in METRICS], "mean_rank", "baseline",

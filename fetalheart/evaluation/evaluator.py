@@ -19,7 +19,7 @@ from fetalheart.annotations import rle
 from fetalheart.annotations.split import default_group
 from fetalheart.classes import CLASS_NAMES
 from fetalheart.evaluation.aggregate import flat_results, summarize_records
-from fetalheart.evaluation.per_image import ImageData, annotation_rles, image_record
+from fetalheart.evaluation.per_image import image_data, image_record
 from fetalheart.evaluation.settings import EvalSettings
 
 import numpy as np
@@ -41,6 +41,14 @@ def dataset_groups(dataset_name: str) -> dict:
         images = json.load(f).get("images", [])
     return {im["id"]: (str(im["group"]), "coco") if im.get("group") not in (None, "") else
             (default_group(str(im.get("file_name", im["id"]))), "file name") for im in images}
+
+
+def record_group(record: dict, groups: dict) -> tuple[str, str]:
+    """(group, where it came from) of a dataset dict: its own ``group`` key, the COCO file's (``groups``,
+    from ``dataset_groups``), else its file name without the frame index."""
+    if record.get("group") not in (None, ""):
+        return str(record["group"]), "coco"
+    return groups.get(record["image_id"]) or (default_group(record.get("file_name", "")), "file name")
 
 
 class SegmentationMetricsEvaluator(DatasetEvaluator):
@@ -81,11 +89,6 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
             self._groups = dataset_groups(self.dataset_name)
         return self._gt
 
-    def _group(self, record: dict) -> tuple[str, str]:
-        if record.get("group") not in (None, ""):
-            return str(record["group"]), "coco"
-        return self._groups.get(record["image_id"]) or (default_group(record.get("file_name", "")), "file name")
-
     def reset(self) -> None:
         self._records = []
         self.report = None
@@ -118,11 +121,7 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
             h, w = int(record["height"]), int(record["width"])
             coco = coco_predictions[k] if coco_predictions is not None else None
             pred_rles, classes, scores = self._predictions(out, coco, h, w, inp["image_id"])
-            gt_rles, gt_classes = annotation_rles(record)
-            crowd_rles, crowd_classes = annotation_rles(record, crowd=True)
-            group, group_from = self._group(record)
-            img = ImageData(inp["image_id"], record.get("file_name", inp.get("file_name", "")), h, w, gt_rles,
-                            gt_classes, pred_rles, classes, scores, crowd_rles, crowd_classes, group, group_from)
+            img = image_data(record, pred_rles, classes, scores, record_group(record, self._groups))
             self._records.append(image_record(img, len(self.class_names), self.settings, self.keep_predictions))
 
     def evaluate(self):

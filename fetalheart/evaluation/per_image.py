@@ -69,6 +69,17 @@ class ImageData:
     group_from: str = ""
 
 
+def image_data(record: dict, pred_rles: list, pred_classes, pred_scores, group: tuple[str, str] = ("", "")) -> ImageData:
+    """One image's ground truth (a detectron2 dataset dict) with its predictions (RLEs, contiguous classes,
+    scores) and its (group, where the group came from): what a model's evaluator and an evaluation from
+    files both reduce with ``image_record``."""
+    gt_rles, gt_classes = annotation_rles(record)
+    crowd_rles, crowd_classes = annotation_rles(record, crowd=True)
+    return ImageData(record["image_id"], record.get("file_name", ""), int(record["height"]), int(record["width"]),
+                     gt_rles, gt_classes, pred_rles, np.asarray(pred_classes, dtype=int),
+                     np.asarray(pred_scores, dtype=np.float64), crowd_rles, crowd_classes, group[0], group[1])
+
+
 def _semantic(img: ImageData, seg: np.ndarray, num_classes: int) -> tuple[np.ndarray, dict]:
     """Per class (intersection, gt area, pred area) outside that class's ignore regions, and the unions."""
     gc, pc = np.asarray(img.gt_classes, dtype=int), np.asarray(img.pred_classes, dtype=int)[seg]

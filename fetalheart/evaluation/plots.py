@@ -7,6 +7,7 @@ Matplotlib with the Agg backend (no display needed); overlays are drawn with Ope
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -18,7 +19,11 @@ from fetalheart.utils.io import atomic_path
 import cv2
 import numpy as np
 
-LOSS_TERMS = ("total_loss", "loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask")
+logger = logging.getLogger(__name__)
+
+#: Loss panels, when metrics.json has them: Mask R-CNN's terms, then the U-Net family's (BCE, soft Dice).
+LOSS_TERMS = ("total_loss", "loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask", "loss_bce",
+              "loss_dice")
 
 
 def pyplot():
@@ -192,3 +197,37 @@ def write_image(path: str | os.PathLike, image_bgr: np.ndarray, overwrite: bool 
         if not cv2.imwrite(str(tmp), image_bgr):
             raise OSError(f"cannot write image {path}")
     return Path(path)
+
+
+def write_plots(report: dict, out_dir: str | os.PathLike, metrics_json: str | os.PathLike | None = None,
+                n_overlays: int = 3) -> list[str]:
+    """All report figures into ``out_dir/plots``; returns paths relative to ``out_dir``."""
+    from fetalheart.annotations.rle import decode_masks
+    from fetalheart.evaluation.per_image import annotation_masks
+
+    out = Path(out_dir)
+    made = [per_class_bars(report, out / "plots" / "per_class.png"),
+            confusion_matrix_plot(report, out / "plots" / "confusion_matrix.png")]
+    if metrics_json and Path(metrics_json).is_file():
+        p = loss_curves(metrics_json, out / "plots" / "loss_curves.png")
+        if p:
+            made.append(p)
+    gt = report.get("_gt_records") or {}
+    preds = report.get("predictions") or {}
+    for kind in ("best", "worst"):
+        for rank, image_id in enumerate(report.get("ranking", {}).get(kind, [])[:n_overlays]):
+            rec = gt.get(image_id)
+            if rec is None or str(image_id) not in preds:
+                continue
+            image = cv2.imread(rec["file_name"], cv2.IMREAD_COLOR)
+            if image is None:
+                logger.warning("cannot read %s for the overlay", rec["file_name"])
+                continue
+            gm, gc = annotation_masks(rec)
+            p = preds[str(image_id)]
+            pm = decode_masks(p["rles"], *gm.shape[1:])
+            dice = report["ranking"]["image_mean_dice"].get(str(image_id), np.nan)
+            img = side_by_side(image, (gm, gc), (pm, p["classes"], p["scores"]),
+                               f"{Path(rec['file_name']).name}  mean Dice {dice:.3f}")
+            made.append(write_image(out / "plots" / f"{kind}_{rank + 1}.png", img, max_side=900))
+    return [str(Path(p).relative_to(out)) for p in made]

@@ -18,8 +18,6 @@ from pathlib import Path
 from fetalheart.utils.errors import FetalHeartError
 from fetalheart.utils.io import read_json
 
-import numpy as np
-
 _POOL_KEYS = ("score_thresh", "study_map_mode", "study_map_min_score", "boundary_metrics")
 
 
@@ -40,29 +38,11 @@ def _union_coco(paths: Sequence[Path]) -> dict:
     return {"images": images, "annotations": anns, "categories": cats or []}
 
 
-def _coco_task(gt, results: list[dict], task: str) -> dict:
-    from pycocotools.cocoeval import COCOeval
-
-    dt_anns = [{k: v for k, v in r.items() if not (task == "segm" and k == "bbox")} for r in results]
-    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its tables
-        ev = COCOeval(gt, gt.loadRes(dt_anns), task)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    out = {k: float(v * 100) for k, v in zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), ev.stats[:6], strict=True)}
-    prec, thr = ev.eval["precision"], np.asarray(ev.params.iouThrs)
-    for k, cat in enumerate(sorted(gt.cats.values(), key=lambda c: c["id"])):
-        for label, t in (("AP", slice(None)), ("AP50", int(np.argmin(np.abs(thr - 0.5)))),
-                         ("AP75", int(np.argmin(np.abs(thr - 0.75))))):
-            p = prec[t, :, k, 0, -1]
-            p = p[p > -1]
-            out[f"{label}-{cat['name']}"] = float(p.mean() * 100) if p.size else float("nan")
-    return out
-
-
 def pooled_coco(reports: Sequence[dict], eval_dirs: Sequence[Path]) -> tuple[dict, str]:
     """COCOeval (segm, bbox) of the union of the folds' ``coco_instances_results.json`` against the
     union of their validation ground truth; ({}, why) when a file is missing."""
+    from fetalheart.evaluation.coco_ap import coco_results_ap
+
     from pycocotools.coco import COCO
 
     gt_files = [r.get("ground_truth_json") for r in reports]
@@ -78,7 +58,7 @@ def pooled_coco(reports: Sequence[dict], eval_dirs: Sequence[Path]) -> tuple[dic
     gt.dataset = _union_coco([Path(g) for g in gt_files])
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
-    return {task: _coco_task(gt, results, task) for task in ("segm", "bbox")}, ""
+    return coco_results_ap(gt, results), ""
 
 
 def pool_folds(eval_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, overwrite: bool = False) -> dict:

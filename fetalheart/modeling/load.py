@@ -26,8 +26,18 @@ COCO_HEAD_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_head.predictor
 DETECTOR_PREFIXES = ("roi_heads.", "proposal_generator.")
 
 
+def register_meta_architecture(cfg) -> None:
+    """Register ``cfg.MODEL.META_ARCHITECTURE`` with detectron2 before ``build_model``: the U-Net family's
+    module (and segmentation_models_pytorch) is imported only by configs that use it."""
+    from fetalheart.config import is_smp
+
+    if is_smp(cfg):
+        import fetalheart.modeling.smp  # noqa: F401  (registers SMPSegmentor)
+
+
 def load_model_for_inference(cfg):
     """Build the model of ``cfg`` (eval mode) and load ``cfg.MODEL.WEIGHTS`` (local file or detectron2:// URL)."""
+    register_meta_architecture(cfg)
     model = build_model(cfg)
     logger.info("Model:\n%s", model)  # as detectron2's DefaultTrainer.build_model logs it
     model.eval()

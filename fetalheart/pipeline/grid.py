@@ -158,20 +158,22 @@ class GridSpec:
 
 
 def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: GridSpec | None = None) -> list[GridRun]:
-    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts}]``) into runs.
+    """Expand a grid YAML (``base``, ``overlays``, ``runs: [{name, config, opts, base, overlays}]``) into runs.
 
     Config paths (runs, base, overlays) are resolved relative to the grid file, then to the shipped
-    configs/; ``spec.base`` and ``spec.overlays`` (command-line options) as given, then configs/.
-    Every run of the grid shares one enhancement cache (``<out>/enhance_cache``): a bd result is
-    computed once per image and parameter set for the whole grid.
+    configs/; ``spec.base`` and ``spec.overlays`` (command-line options) as given, then configs/. A
+    run's own ``base`` (null: its config's own chain) and ``overlays`` replace the grid file's: Mask
+    R-CNN and U-Net-family runs share one grid (``--base``, ``--protocol`` and ``--overlay`` still
+    apply to every run). Every run of the grid shares one enhancement cache (``<out>/enhance_cache``):
+    a bd result is computed once per image and parameter set for the whole grid.
     """
     spec = spec or GridSpec()
     grid_path = resolve_config_path(grid_file)
     grid = _read_grid(grid_path)
     entries = grid["runs"]
     base = str(resolve_config_path(spec.base)) if spec.base else _grid_file(grid_path, grid.get("base"))
-    overlays = [_grid_file(grid_path, o) for o in grid.get("overlays") or []]
-    overlays += [str(resolve_config_path(o)) for o in spec.overlays]
+    grid_overlays = [_grid_file(grid_path, o) for o in grid.get("overlays") or []]
+    cli_overlays = [str(resolve_config_path(o)) for o in spec.overlays]
     bad = [i for i in spec.only or [] if not 1 <= i <= len(entries)]
     if bad:
         raise FetalHeartError(f"--only {bad}: the grid has runs 1..{len(entries)}")
@@ -181,6 +183,11 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
         if spec.only and number not in spec.only:
             continue
         config = _entry_config(grid_path, entry)
+        run_base, overlays = base, [*grid_overlays, *cli_overlays]
+        if "base" in entry and not spec.base:
+            run_base = _grid_file(grid_path, entry["base"])
+        if "overlays" in entry:  # replaces the grid file's overlays (--protocol / --overlay still apply)
+            overlays = [*(_grid_file(grid_path, o) for o in entry["overlays"] or []), *cli_overlays]
         for fold in range(spec.folds) if spec.folds > 1 else [None]:
             for seed in spec.seeds or [None]:
                 folder = Path(out_dir) / entry["name"]
@@ -188,7 +195,7 @@ def load_grid(grid_file: str | os.PathLike, out_dir: str | os.PathLike, spec: Gr
                 folder = folder / f"seed{seed}" if seed is not None else folder
                 opts = [*shared, *map(str, entry.get("opts", [])), *(_fold_opts(fold) if fold is not None else []),
                         *spec.opts]
-                runs.append(GridRun(entry["name"], config, folder, seed, opts, base, list(overlays), fold))
+                runs.append(GridRun(entry["name"], config, folder, seed, opts, run_base, list(overlays), fold))
     return runs
 
 
@@ -204,9 +211,14 @@ def check_grid_weights(runs: Sequence[GridRun]) -> None:
 
 def describe(run: GridRun) -> dict:
     """What a run will train, read from its resolved config (for --dry-run)."""
+    from fetalheart.config import model_label
+
     cfg = run.config_node()
-    return {"run": run.label, "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
-            "momentum": cfg.SOLVER.MOMENTUM, "protocol": cfg.STUDY.PROTOCOL, "max_iter": cfg.SOLVER.MAX_ITER,
+    s = cfg.SOLVER
+    length = f"{s.EPOCHS:g} epochs" if s.EPOCHS > 0 and s.STEPS_PER_EPOCH <= 0 else s.MAX_ITER  # epoch set by the data
+    return {"run": run.label, "model": model_label(cfg), "model_id": cfg.STUDY.MODEL_ID, "enhance": cfg.INPUT.ENHANCE,
+            "optimizer": s.OPTIMIZER, "momentum": s.MOMENTUM if s.OPTIMIZER == "SGD" else None,  # Adam has none
+            "protocol": cfg.STUDY.PROTOCOL, "max_iter": length,
             "fold": cfg.DATASETS.FOLD, "seed": cfg.SEED, "status": run.status(), "output_dir": str(run.output_dir)}
 
 

@@ -70,6 +70,8 @@ class GridMonitor:
     def add(self, run) -> None:
         cfg = run.valid_config()  # None for a broken config: the run itself reports it
         max_iter = int(cfg.SOLVER.MAX_ITER) if cfg is not None else None
+        if cfg is not None and cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.STEPS_PER_EPOCH <= 0:
+            max_iter = None  # epochs of the training set: known only once the run has read its dataset
         with self._lock:
             self._runs[run.label] = (Path(run.output_dir) / "metrics.json", max_iter)
 

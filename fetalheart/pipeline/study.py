@@ -170,19 +170,27 @@ def _train(plan: StudyPlan, runs: list, folder: Path, log) -> dict:
 EVALUATION_KEY_FILE = "evaluation_key.txt"
 
 
+def report_checkpoint(run) -> Path:
+    """The checkpoint a run's numbers are reported for (``TEST.REPORT_CHECKPOINT``)."""
+    return run.output_dir / run.config_node().TEST.REPORT_CHECKPOINT
+
+
 def _evaluate_run(run, key: str, dataset: Path, plan: StudyPlan, log) -> Path:
-    """Evaluate one run's model_final.pth on its own validation split (reused while its evaluation
-    key is unchanged: the model's content, the run's key and the plan's current EVAL settings).
+    """Evaluate one run's TEST.REPORT_CHECKPOINT on its own validation split (reused while its
+    evaluation key is unchanged: the checkpoint's content, the run's key and the plan's current EVAL
+    settings).
 
     The run's config.yaml decides the model; the plan's run-only keys (EVAL, workers, cache folder,
-    output folder) are today's. model_final, not model_best: a model selected on the validation split
-    would make the numbers reported on that split optimistic (README, "Model selection").
+    output folder) are today's. Mask R-CNN: model_final, not model_best: a model selected on the
+    validation split would make the numbers reported on that split optimistic (README, "Model
+    selection"). The U-Net recipe reports its best-validation-loss checkpoint, as the thesis it follows
+    (docs/model_families.md says the cost).
     """
     from fetalheart.config import load_cfg
     from fetalheart.data.registration import register_datasets_from_cfg
     from fetalheart.evaluation.evaluate import default_output_dir, evaluate_model
 
-    weights = run.output_dir / "model_final.pth"
+    weights = report_checkpoint(run)
     cfg = load_cfg(run.output_dir / "config.yaml", [*run_only_opts(run.config_node()), "MODEL.WEIGHTS", str(weights),
                                                     "DATASETS.ROOT", str(dataset.resolve())], cpu_fallback=True)
     register_datasets_from_cfg(cfg, training=False)
@@ -279,7 +287,7 @@ def _model_stages(plan: StudyPlan, stages: Stages, out: Path, log) -> None:
     train_key = StageKey({"runs": {r.label: r.key for r in runs}})
     stages.run("train", out / "runs", train_key, lambda: _train(plan, runs, out / "runs", log), clear=False,
                valid=lambda: all(r.status() == "done" for r in runs))
-    keys = {r.label: evaluation_key(r.key, r.output_dir / "model_final.pth", r.config_node()) for r in runs}
+    keys = {r.label: evaluation_key(r.key, report_checkpoint(r), r.config_node()) for r in runs}
     evals = stages.run("evaluate", out / "evaluations", StageKey({"evaluations": keys, "folds": plan.folds}),
                        lambda: _evaluate(plan, runs, keys, out / "coco", out / "evaluations", log))
     stages.run("compare", out / "compare", StageKey({}, {"evaluate": stages.keys["evaluate"]}),
