@@ -300,6 +300,8 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | Non
     if plan.labelme and plan.videos:
         raise FetalHeartError("both labelme: and videos: are set: remove the 'videos:' line (frames are extracted "
                               "once; re-extracting would move frames under their labels)")
+    if not (plan.labelme or plan.videos or plan.phantom_seeds):
+        raise FetalHeartError("nothing to do: give LabelMe data (labelme:) or videos (videos:)")
     out = plan.output
     from fetalheart.pipeline.grid import check_grid_weights
 
