@@ -305,7 +305,13 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> Path | Non
     out = plan.output
     from fetalheart.pipeline.grid import check_grid_weights
 
-    check_grid_weights(_grid_runs(plan, out / "coco", out / "runs"))  # missing pretrained weights: before any stage
+    try:  # missing pretrained weights: before any stage
+        check_grid_weights(_grid_runs(plan, out / "coco", out / "runs"))
+    except FetalHeartError as exc:
+        if not plan.videos:
+            raise
+        # videos: the run stops for labelling before any training; say it now, stop at the next run
+        log(f"[study] note, before you train: {exc}")
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(plan.overwrite, log)
     labelme = plan.labelme
