@@ -77,6 +77,19 @@ def test_hungarian_beats_greedy():
     assert sorted((r, c) for r, c, _ in M.hungarian_match(iou, 0.5)) == [(0, 1), (1, 0)]
 
 
+def test_hungarian_zeroes_pairs_below_the_threshold_first():
+    # raw-IoU maximisation picks (0,0)+(1,1) = 1.29 and keeps 1 match; 2 true positives exist
+    iou = np.array([[0.99, 0.5], [0.5, 0.3]])
+    assert sorted((r, c) for r, c, _ in M.hungarian_match(iou, 0.5)) == [(0, 1), (1, 0)]
+    stats_ = M.instance_stats_from_iou(iou, [0, 0], [0, 0], 1)
+    assert stats_["tp"][0] == 2 and stats_["fp"][0] == 0 and stats_["fn"][0] == 0
+    # a tie in total IoU (1.0 + 0 vs 0.5 + 0.5) still goes to the extra match
+    assert len(M.hungarian_match(np.array([[1.0, 0.5], [0.5, 0.0]]), 0.5)) == 2
+    # the same count: the larger total IoU wins; nothing admissible: no match
+    assert M.hungarian_match(np.array([[0.9, 0.6], [0.6, 0.8]]), 0.5) == [(0, 0, 0.9), (1, 1, 0.8)]
+    assert M.hungarian_match(np.array([[0.4, 0.2]]), 0.5) == []
+
+
 def test_instance_stats_tp_fp_fn():
     g1, g2 = box(12, 12, 0, 4, 0, 4), box(12, 12, 6, 10, 6, 10)
     p1 = box(12, 12, 0, 4, 0, 2)  # IoU 0.5 with g1 -> match
