@@ -13,7 +13,6 @@ import logging
 from fetalheart import _compat
 from fetalheart.evaluation.evaluator import SegmentationMetricsEvaluator
 
-import numpy as np
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
