@@ -9,10 +9,21 @@ from fetalheart.evaluation.compare import (
     EvaluatedRun,
     Frame,
     compare,
+    comparison_markdown,
+    holm,
     load_runs,
     paired_frame_scores,
     paired_group_test,
     rank_biserial,
+    verdict,
+)
+from fetalheart.evaluation.paired import (
+    MIN_GROUPS_FOR_BOOTSTRAP,
+    groups_needed,
+    min_adjusted_p,
+    paired_effect,
+    reachable_p_table,
+    wilcoxon_p,
 )
 from fetalheart.evaluation.metrics import bootstrap_rng
 
@@ -27,20 +38,45 @@ def _run(frames: dict, label="m", enhance="original", fold=-1, seed=0):
                         metrics={}, fold=fold, frames=frames)
 
 
-def test_wilcoxon_and_ci_equal_scipy_on_group_means():
+def test_wilcoxon_and_t_interval_equal_scipy_on_group_means():
     rng = np.random.default_rng(3)
-    groups = np.repeat([f"v{k}" for k in range(9)], 5)  # 9 videos x 5 frames
+    groups = np.repeat([f"v{k}" for k in range(9)], 5)  # 9 videos x 5 frames: below the bootstrap minimum
     a = rng.uniform(0.5, 0.9, 45)
     b = a - rng.normal(0.05, 0.05, 45)
     t = paired_group_test(a, b, groups, n_boot=800, seed=5)
     ma, mb = a.reshape(9, 5).mean(1), b.reshape(9, 5).mean(1)
-    ref = stats.wilcoxon(ma, mb, alternative="two-sided")
+    ref = stats.wilcoxon(ma, mb, alternative="two-sided", method="exact")
     assert t["p"] == pytest.approx(ref.pvalue, rel=1e-12) and t["statistic"] == ref.statistic
-    ci = stats.bootstrap((ma - mb,), np.mean, n_resamples=800, method="percentile",
-                         **bootstrap_rng(5)).confidence_interval
+    ci = stats.ttest_rel(ma, mb).confidence_interval(0.95)
     assert (t["ci_low"], t["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert t["ci_method"] == "t over 9 groups (df 8)"
     assert t["mean_diff"] == pytest.approx((ma - mb).mean()) and t["n_groups"] == 9 and t["n_frames"] == 45
     assert t["rank_biserial"] == pytest.approx(rank_biserial(ma - mb))
+
+
+def test_bootstrap_interval_from_the_documented_number_of_groups():
+    rng = np.random.default_rng(4)
+    n = MIN_GROUPS_FOR_BOOTSTRAP
+    groups = np.repeat(np.arange(n), 3)
+    a = rng.uniform(0.5, 0.9, 3 * n)
+    b = a - rng.normal(0.03, 0.05, 3 * n)
+    t = paired_group_test(a, b, groups, n_boot=800, seed=5)
+    d = a.reshape(n, 3).mean(1) - b.reshape(n, 3).mean(1)
+    ci = stats.bootstrap((d,), np.mean, n_resamples=800, method="percentile", **bootstrap_rng(5)).confidence_interval
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert t["ci_method"].startswith(f"percentile bootstrap over {n} groups")
+    # one group fewer: the t-interval instead
+    t9 = paired_group_test(a[:-3], b[:-3], groups[:-3], n_boot=800, seed=5)
+    assert t9["ci_method"].startswith("t over") and t9["ci_low"] == pytest.approx(
+        stats.ttest_rel(a[:-3].reshape(n - 1, 3).mean(1), b[:-3].reshape(n - 1, 3).mean(1)).confidence_interval().low)
+
+
+def test_exact_wilcoxon_handles_ties_and_zeros_as_scipy():
+    d = np.array([0.05, 0.05, 0.0, 0.05, 0.1, 0.1, 0.05, -0.02])
+    p, _ = wilcoxon_p(d)
+    assert p == pytest.approx(stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=np.inf)).pvalue)
+    assert wilcoxon_p(np.full(8, 0.05))[0] == pytest.approx(2 / 2 ** 8) == pytest.approx(stats.wilcoxon(
+        np.full(8, 0.05)).pvalue)
 
 
 def test_rank_biserial_hand_computed():
@@ -50,16 +86,25 @@ def test_rank_biserial_hand_computed():
     assert rank_biserial(np.zeros(3)) == 0.0
 
 
-def test_few_groups_no_p_value_but_a_cluster_ci():
+def test_few_groups_t_interval_and_no_reachable_p():
     # 300 frames of 3 videos: a frame-level test would call this highly significant
     groups = np.repeat(["a", "b", "c"], 100)
     a = np.repeat([0.8, 0.7, 0.75], 100)
     b = a - np.repeat([0.02, 0.01, 0.03], 100)
     t = paired_group_test(a, b, groups, n_boot=200)
-    assert math.isnan(t["p"]) and t["n_groups"] == 3
-    assert "covers frames of 3 groups only" in t["note"]
-    assert t["ci_low"] <= t["mean_diff"] <= t["ci_high"] and t["mean_diff"] == pytest.approx(0.02)
-    assert paired_group_test(a, a, groups)["mean_diff"] == 0.0
+    assert t["n_groups"] == 3 and "cannot reach alpha with 3 groups and 1 comparison" in t["note"]
+    assert verdict(t, t["p"], 1, 0.05) == "cannot reach alpha with 3 groups and 1 comparison"
+    ci = stats.ttest_rel([0.8, 0.7, 0.75], [0.78, 0.69, 0.72]).confidence_interval()
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((ci.low, ci.high)) and t["mean_diff"] == pytest.approx(0.02)
+    one = paired_group_test(a[:100], b[:100], groups[:100])
+    assert np.isnan(one["ci_low"]) and one["ci_method"] == "none" and "1 group" in one["note"]
+
+
+def test_holm_worked_example():
+    # Holm (1979) step-down by hand: sorted .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> monotone .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # a family of 20 with one tested p: m = 20, not 1
+    assert holm([2 / 256, np.nan], m=20)[0] == pytest.approx(20 * 2 / 256)
 
 
 def test_identical_models_give_p_one():
