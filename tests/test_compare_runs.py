@@ -12,6 +12,7 @@ from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
 import pytest
+from scipy import stats
 from _evaluation_helpers import PhantomModel, loader, make_coco_dataset, synthetic_record, write_eval
 from detectron2.evaluation import inference_on_dataset
 
@@ -55,7 +56,11 @@ def test_compare_table(runs):
     table = compare(load_runs(runs), n_boot=300)
     rows = {r["model"]: r for r in table["rows"]}
     assert set(rows) == {"model 1", "model 14", "model 2"}
-    assert table["best"] == "model 14" and rows["model 14"]["rank_segm_AP"] == 1
+    # COCO AP is one number per evaluation: the leader is not called best without an interval
+    assert table["best"] is None and rows["model 14"]["rank_segm_AP"] == 1
+    assert "one number per evaluation" in table["best_vs_runner_up"]["note"]
+    by_dice = compare(load_runs(runs), n_boot=300, rank_by="dice")
+    assert by_dice["best"] == "model 14" and by_dice["best_vs_runner_up"]["difference"]["ci_low"] > 0
     assert rows["model 14"]["segm_AP"] == pytest.approx(0.40)
     assert rows["model 14"]["baseline"] == "model 1" and rows["model 1"]["baseline"] == "(baseline)"
     t = rows["model 14"]["test"]
@@ -87,7 +92,12 @@ def test_folds_and_seeds(tmp_path):
     assert row["segm_AP_seed_std"] == pytest.approx(np.std([0.0, 0.02], ddof=1))
     t = row["test"]  # paired at fold x video: 3 folds x 3 videos
     assert t["n_groups"] == 9 and t["n_frames"] == 27 and t["mean_diff"] == pytest.approx(0.06, abs=1e-9)
-    assert row["verdict"] == "better" and row["n_groups"] == 9
+    # 9 groups all better (p alone 2 / 512), but 2 seeds whose means differ by 0.02: the interval has the seed
+    # variance with 1 df (Welch-Satterthwaite) and crosses 0, so no verdict of "better"
+    assert t["alone"]["p"] == pytest.approx(2 / 512) and t["n_seeds"] == [2, 2] and t["df"] == pytest.approx(1.0)
+    half = stats.t.ppf(0.975, 1) * np.sqrt(np.var([0.05, 0.07], ddof=1) / 2)
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((0.06 - half, 0.06 + half))
+    assert row["verdict"] == "n.s. with seed variation (interval crosses 0)" and row["n_groups"] == 9
     # a model may not mix fold runs with plain runs
     extra = _run(tmp_path, "plain", "clahe", {"x": 0.5}, 0.3, 3)
     with pytest.raises(FetalHeartError, match="mixes fold runs"):
@@ -103,7 +113,14 @@ def test_cli(runs, tmp_path, capsys):
         rows = {r["model"]: r for r in csv.DictReader(f)}
     assert rows["model 14"]["verdict"] == "better" and float(rows["model 14"]["p_holm"]) < 0.01
     md = (out / "comparison.md").read_text()
-    assert "Wilcoxon" in md and "| 1 | model 14 |" in md and "Paired comparison with the baseline" in md
+    assert "Wilcoxon" in md and "| 1 | model 14 |" in md and "**Paired comparison**" in md
+    assert "Primary comparisons: each model against its baseline" in md
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--primary", "model 14,model 2",
+                 "--rank-by", "study_mAP", "--bootstrap", "0"]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert table["primary"]["a"] == "model 14" and table["primary"]["tests"]["dice"]["verdict"] == "better"
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--primary", "model 14"]) == 2
+    assert "two models" in capsys.readouterr().err
     # refuses to overwrite; one-line error, exit 2
     assert main([*map(str, runs), "-o", str(out), "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -23,6 +23,7 @@ every number against scipy called directly on the same values).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,7 +131,9 @@ def bootstrap_mean_ci(d: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: f
 
 def _seed_part(x: np.ndarray) -> tuple[float, float, int]:
     """(variance of the model's mean due to seeds, std over seeds of the per-seed means, seeds)."""
-    per_seed = np.nanmean(x, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_seed = np.nanmean(x, axis=0) if len(x) else np.zeros(0)
     k = int(np.isfinite(per_seed).sum())
     if k < 2:
         return 0.0, float("nan"), k
@@ -147,9 +150,10 @@ def paired_effect(xa: np.ndarray, xb: np.ndarray, n_boot: int = 1000, seed: int 
     made (``ci_method``), the video and seed spreads, the Wilcoxon p over groups and the
     rank-biserial r. See the module docstring for the choices.
     """
-    xa = np.asarray(xa, dtype=np.float64).reshape(len(xa), -1)
-    xb = np.asarray(xb, dtype=np.float64).reshape(len(xb), -1)
-    with np.errstate(invalid="ignore"):
+    xa, xb = (np.asarray(x, dtype=np.float64) for x in (xa, xb))
+    xa, xb = (x[:, None] if x.ndim == 1 else x for x in (xa, xb))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         d = np.nanmean(xa, 1) - np.nanmean(xb, 1)
     n = int(d.size)
     va, sda, ka = _seed_part(xa)
