@@ -12,9 +12,9 @@ from fetalheart.utils.errors import FetalHeartError
 
 import numpy as np
 import pytest
-from scipy import stats
 from _evaluation_helpers import PhantomModel, loader, make_coco_dataset, synthetic_record, write_eval
 from detectron2.evaluation import inference_on_dataset
+from scipy import stats
 
 
 def _records(dice_by_video: dict[str, float], frames: int = 3, offset: int = 0) -> list:
