@@ -159,7 +159,40 @@ def test_pool_folds_equals_one_evaluation_of_the_union(tmp_path):
             assert pooled["coco"][task][k] == pytest.approx(results[task][k], abs=1e-9), (task, k)
     assert pooled["coco"]["segm"]["AP"] < 100 and (tmp_path / "pooled" / "report.md").is_file()
     assert pooled["run"]["fold"] == "pooled" and pooled["n_images"] == 8
+    # COCO AP ranks detections of 2 models together: labelled so, the folds' own mean +/- std kept beside it
+    fold_ap = [json.loads((tmp_path / f / "report.json").read_text())["coco"]["segm"]["AP"] / 100 for f in ("fold0", "fold1")]
+    assert pooled["coco_folds"]["segm"]["mean"] == pytest.approx(np.mean(fold_ap))
+    assert pooled["coco_folds"]["segm"]["std"] == pytest.approx(np.std(fold_ap, ddof=1))
+    md = (tmp_path / "pooled" / "report.md").read_text()
+    assert "pooled over 2 models" in md and "mean +/- std over folds" in md
     with pytest.raises(FetalHeartError, match="exists"):
         pool_folds([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "pooled")
     with pytest.raises(FetalHeartError, match="several folds"):
         pool_folds([tmp_path / "fold0", tmp_path / "union"], tmp_path / "bad")
+
+
+def test_comparison_figure_has_no_zero_width_whiskers_and_states_n(tmp_path, monkeypatch):
+    """One validation video (the demo): no CI, so no whisker at all, and the figure says n = 1 video."""
+    from fetalheart.evaluation import plots
+    from fetalheart.evaluation.compare import comparison_figure
+
+    one = [_run(tmp_path, "o", "original", {"vid0": 0.6}, 0.3, 1), _run(tmp_path, "a", "ahe+clahe", {"vid0": 0.7}, 0.4, 14)]
+    many = [_run(tmp_path, f"m{k}", e, {f"vid{v}": 0.5 + 0.02 * v + 0.05 * k for v in range(12)}, 0.3, k + 1)
+            for k, e in enumerate(("original", "clahe"))]
+    figs = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, overwrite=True: (figs.append(fig), real_save(fig, path))[1])
+    for runs, name in ((one, "one.png"), (many, "many.png")):
+        table = compare(load_runs(runs), n_boot=200, rank_by="dice")
+        comparison_figure(table, tmp_path / name)
+    for fig, n_groups in zip(figs, (1, 12), strict=True):
+        ax = fig.axes[0]
+        assert f"n = {n_groups} group" in ax.get_title()
+        whiskers = [seg for c in ax.containers if hasattr(c, "lines") and c.lines[2]
+                    for lc in c.lines[2] for seg in lc.get_segments()]
+        assert all(abs(seg[1][1] - seg[0][1]) > 1e-9 for seg in whiskers)  # no zero-width whisker
+        texts = [t.get_text() for t in ax.texts]
+        if n_groups == 1:
+            assert not whiskers and sum("n = 1 video" in t for t in texts) == 2
+        else:
+            assert len(whiskers) == 4 and not any("no CI" in t for t in texts)  # IoU and Dice of 2 models

@@ -208,7 +208,8 @@ def _frames(rep: dict, path: Path, group_regex: re.Pattern | None) -> dict[str, 
 
 def _run_metrics(rep: dict) -> dict[str, float]:
     o, sm = rep.get("overall", {}), rep.get("study_map", {})
-    return {"segm_AP": _f(rep.get("coco", {}).get("segm", {}).get("AP")) / 100.0,
+    folds = rep.get("coco_folds", {}).get("segm")  # a pooled report: the folds' mean, not the pooled ranking
+    return {"segm_AP": folds["mean"] if folds else _f(rep.get("coco", {}).get("segm", {}).get("AP")) / 100.0,
             "study_mAP": _f(sm.get("matterport", {}).get("mAP", sm.get("mAP"))),
             "corrected_mAP": _f(sm.get("corrected", {}).get("mAP")),
             "iou": _f(o.get("iou_macro", {}).get("mean")), "dice": _f(o.get("dice_macro", {}).get("mean"))}
@@ -612,7 +613,9 @@ def _pm(r, m):
         s += f" +/- {_fmt(r[f'{m}_fold_std'])} ({r['n_folds']} folds)"
     if np.isfinite(r.get(f"{m}_seed_std", float("nan"))):
         s += f", s {_fmt(r[f'{m}_seed_std'])} ({r['n_seeds']} seeds)"
-    if r.get("pooled_models") and m in ("segm_AP", "corrected_mAP"):
+    if r.get("pooled_models") and m == "segm_AP":
+        s += f" (mean of {r['pooled_models']} fold models)"
+    if r.get("pooled_models") and m == "corrected_mAP":
         s += f" (pooled over {r['pooled_models']} models)"
     return s
 
