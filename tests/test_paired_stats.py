@@ -251,3 +251,11 @@ def test_three_seeds_four_videos_seed_noise_beats_the_model_difference_no_best()
     # the same data with seed 0 only: the 0.02 lead on all 4 videos has a t-interval that excludes 0
     one = compare(_synthetic_runs(4, models, {0: [0.0, 0.0]}), rank_by="dice", n_boot=0)
     assert one["best"] == "model"
+
+
+def test_docs_statistics_table_is_the_code_output():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "statistics.md").read_text(encoding="utf-8")
+    block = text.split("<!-- reachable-p-table -->\n")[1].split("\n<!-- /reachable-p-table -->")[0]
+    assert block == reachable_p_table()

@@ -9,7 +9,8 @@ Definitions (also in README and at the top of every report, see ``DEFINITIONS``)
 * instance, per image and class: one-to-one Hungarian matching on mask IoU, a match needs
   IoU >= 0.5 (pairs below it are zeroed before the assignment); TP = matches, FN = unmatched ground truth, FP = unmatched predictions except those
   COCO would match to an ignore region (intersection / prediction area >= 0.5): those are ignored.
-* uncertainty: percentile cluster bootstrap, resampling groups (videos / patients), never frames.
+* uncertainty: percentile cluster bootstrap, resampling groups (videos / patients), never frames;
+  none below ``MIN_GROUPS_FOR_BOOTSTRAP`` groups.
 * boundary (optional): HD95 and ASSD in pixels, as MONAI computes them.
 
 No torch or detectron2 here: a statistics tool importing this module starts in a second.
@@ -27,7 +28,9 @@ import numpy as np
 DEFINITIONS = """\
 **Units of n**: a *frame* is one evaluated image; a *group* is the video or patient it comes from
 ({group_source}). Frames of one group are near-duplicates, so every CI resamples whole groups
-(percentile cluster bootstrap, {n_boot} resamples) and every n says what it counts.
+(percentile cluster bootstrap, {n_boot} resamples) and every n says what it counts. With fewer than
+{min_boot} groups no CI is given ("n/a"): a bootstrap of 2-3 groups is the range of their means, not
+a 95% interval (docs/statistics.md).
 **Ignore regions**: `iscrowd: 1` annotations (LabelMe `__ignore__` shapes) are never ground truth.
 Their pixels are removed from the prediction and the ground truth of that class before IoU/Dice are
 counted; a prediction that COCO would match to one (after no real ground truth matched it:
@@ -319,24 +322,31 @@ def bootstrap_rng(seed: int) -> dict:
     return {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
 
 
+#: A percentile bootstrap resampling n groups is the range of a handful of values for small n (with
+#: 2-3 groups, the min and max of the group means), not a 95% interval: none below this many groups.
+MIN_GROUPS_FOR_BOOTSTRAP = 10
+
+
 def cluster_bootstrap_ci(
     columns: np.ndarray,
     statistic: Callable[[np.ndarray], np.ndarray],
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    min_groups: int = MIN_GROUPS_FOR_BOOTSTRAP,
 ) -> tuple[float, float]:
     """Percentile CI of ``statistic(column sums)`` resampling the rows (one row per group).
 
     ``columns`` is (n_groups, k): per group sums (e.g. sum of Dice and number of frames). Wraps
     ``scipy.stats.bootstrap(paired=True)``, which resamples the same groups in every column: a
-    cluster bootstrap of a ratio. ``statistic`` maps (..., k) summed columns to (...). Needs >= 2
-    groups (else NaN: one video gives no between-video spread).
+    cluster bootstrap of a ratio. ``statistic`` maps (..., k) summed columns to (...). NaN (no CI)
+    below ``min_groups`` groups (``MIN_GROUPS_FOR_BOOTSTRAP``; never below 2: one video gives no
+    between-video spread).
     """
     from scipy.stats import bootstrap
 
     cols = np.asarray(columns, dtype=np.float64)
-    if cols.ndim != 2 or len(cols) < 2 or n_boot <= 0:
+    if cols.ndim != 2 or len(cols) < max(2, min_groups) or n_boot <= 0:
         return float("nan"), float("nan")
 
     def stat(*samples, axis=-1):

@@ -26,10 +26,10 @@ import math
 import warnings
 from collections.abc import Sequence
 
+from fetalheart.evaluation.metrics import MIN_GROUPS_FOR_BOOTSTRAP
+
 import numpy as np
 
-#: Percentile bootstrap intervals from this many groups on; below, a t-interval over the groups.
-MIN_GROUPS_FOR_BOOTSTRAP = 10
 #: Exact sign-flip enumeration (ties and zeros handled exactly) up to this many groups.
 _EXACT_MAX = 16
 
@@ -198,3 +198,7 @@ def paired_effect(xa: np.ndarray, xb: np.ndarray, n_boot: int = 1000, seed: int 
 def interval_excludes_zero(res: dict) -> bool:
     lo, hi = res.get("ci_low", float("nan")), res.get("ci_high", float("nan"))
     return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+if __name__ == "__main__":  # python -m fetalheart.evaluation.paired: the table of docs/statistics.md
+    print(reachable_p_table())

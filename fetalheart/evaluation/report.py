@@ -92,7 +92,10 @@ def _n(v: dict, what: str = "frames") -> str:
 
 def _summary_lines(report: dict) -> list[str]:
     o, sm = report["overall"], report["study_map"]
-    lines = ["| metric | value | 95% CI (cluster bootstrap) | n |", "|---|---|---|---|"]
+    from fetalheart.evaluation.metrics import MIN_GROUPS_FOR_BOOTSTRAP
+
+    lines = [f"| metric | value | 95% CI (cluster bootstrap; none below {MIN_GROUPS_FOR_BOOTSTRAP} groups) | n |",
+             "|---|---|---|---|"]
     n_frames = report["n_images"]
     k = len(report.get("run", {}).get("folds", [])) if report.get("run", {}).get("fold") == "pooled" else 0
     pooled = f"pooled over {k} models, none" if k else "pooled, none"
