@@ -196,3 +196,17 @@ def test_comparison_figure_has_no_zero_width_whiskers_and_states_n(tmp_path, mon
             assert not whiskers and sum("n = 1 video" in t for t in texts) == 2
         else:
             assert len(whiskers) == 4 and not any("no CI" in t for t in texts)  # IoU and Dice of 2 models
+
+
+def test_runs_scored_differently_are_refused(tmp_path):
+    from fetalheart.evaluation.settings import EvalSettings
+
+    recs = _records({"vid0": 0.6, "vid1": 0.7})
+    run = {"enhance": "original", "momentum": 0.9, "study_model_id": 1, "study_name": "", "fold": -1, "seed": 0}
+    a = write_eval(tmp_path / "a", recs, run)
+    b = write_eval(tmp_path / "b", recs, {**run, "enhance": "he", "study_model_id": 2},
+                   settings=EvalSettings(bootstrap_samples=200, score_thresh=0.7))
+    with pytest.raises(FetalHeartError, match="EVAL.SCORE_THRESH"):
+        compare(load_runs([a, b]))
+    c = write_eval(tmp_path / "c", recs, {**run, "enhance": "he", "study_model_id": 2})
+    assert len(compare(load_runs([a, c]), n_boot=0)["rows"]) == 2
