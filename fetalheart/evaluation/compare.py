@@ -590,8 +590,7 @@ def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: 
     return {"rows": order, "rank_by": rank_by, "alpha": alpha, "best": best["best"], "best_vs_runner_up": best,
             "test_metric": test_metric, "primary": prim,
             "n_comparisons": m_family, "n_tested": int(sum(np.isfinite(r["test"]["p"]) for r in tested)),
-            "power": {"n_groups": n_groups, **{f"family_{k}": v for k, v in
-                                               reachability(n_groups, max(m_family, 1), alpha).items()},
+            "power": {"n_groups": n_groups, "family": reachability(n_groups, max(m_family, 1), alpha),
                       "alone": reachability(n_groups, 1, alpha)},
             "bootstrap_samples": n_boot, "seed": seed, "min_groups_for_bootstrap": MIN_GROUPS_FOR_BOOTSTRAP,
             "definitions": COMPARE_DEFINITIONS.format(n_boot=n_boot, min_boot=MIN_GROUPS_FOR_BOOTSTRAP),
@@ -698,10 +697,12 @@ def comparison_markdown(table: dict) -> str:
     pw, m = table["power"], table["n_comparisons"]
     best = table["best_vs_runner_up"]
     power = (f"Power before p-values: with {pw['n_groups']} groups the smallest two-sided exact Wilcoxon p is "
-             f"{pw['alone']['min_p']:.4g} alone and {pw['family_min_p']:.4g} after Holm over the {m} comparisons; "
+             f"{pw['alone']['min_p']:.4g} alone and {pw['family']['min_p']:.4g} after Holm over the {m} comparisons; "
              + ("alpha is reachable alone" if pw["alone"]["reachable"] else "alpha cannot be reached even alone")
-             + (" and in the family." if pw["family_reachable"] else
+             + (" and in the family." if pw["family"]["reachable"] else
                 " but not in the family (" + cannot_reach(pw["n_groups"], max(m, 1)) + ")."))
+    if not m:
+        power = "No comparison with a baseline (no Original-enhancement model at a shared momentum; see --baseline)."
     lines = ["# Model comparison", "",
              f"{len(rows)} models; ranked by {METRIC_LABELS[table['rank_by']]}; "
              f"best: **{table['best'] or 'none'}** ({best['note']}). "
