@@ -4,8 +4,10 @@ Each run contributes its ``report.json``: the summary numbers and the per-frame 
 class, group). Runs of one model (same study id / name, enhancement and momentum) on several folds
 and seeds are grouped. The paired test against a baseline uses one class set per frame for both
 models, keeps empty frames (so false alarms count) and treats groups (fold x video/patient), not
-frames, as the samples; see ``COMPARE_DEFINITIONS``. (``pooling.pool_folds`` pools the out-of-fold
-evaluations of one model's K folds into one report first.)
+frames, as the samples; see ``COMPARE_DEFINITIONS``. The statistics (smallest reachable p before any
+test, intervals by the number of groups, seed variance) live in ``paired``; docs/statistics.md says
+when a comparison can reach a verdict. (``pooling.pool_folds`` pools the out-of-fold evaluations of
+one model's K folds into one report first.)
 
 No torch or detectron2 import here: a comparison of finished runs starts in a second.
 """
