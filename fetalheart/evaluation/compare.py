@@ -527,6 +527,46 @@ def _best(rows: list[dict], runs_of: dict, rank_by: str, n_boot: int, seed: int,
             "difference": t, "note": note}
 
 
+def _test_against_baselines(rows: list[dict], runs_of: dict, baseline: str | None, test_metric: str, n_boot: int,
+                            seed: int, alpha: float) -> list[dict]:
+    """Each row against its baseline on every per-frame metric, alone and in the family (Holm over all)."""
+    tested = []
+    for r in rows:
+        b = _baseline_for(r, rows, baseline)
+        if b is None or b is r:
+            r["baseline"] = None if b is None else "(baseline)"
+            continue
+        r["baseline"] = b["model"]
+        r["tests"] = {m: paired_comparison(runs_of[id(r)], runs_of[id(b)], m, n_boot, seed, alpha)
+                      for m in PAIRED_METRICS}
+        tested.append(r)
+    for metric in PAIRED_METRICS:
+        adjusted = holm([r["tests"][metric]["p"] for r in tested], m=len(tested))
+        for r, p in zip(tested, adjusted, strict=True):
+            t = r["tests"][metric]
+            t["alone"] = {"p": t["p"], **{k: v for k, v in reachability(t["n_groups"], 1, alpha).items()
+                                          if k in ("min_p", "reachable")}, "verdict": verdict(t, t["p"], 1, alpha)}
+            _annotate(t, p, len(tested), alpha)
+    for r in tested:
+        r["test"] = r["tests"][test_metric]
+        r["verdict"] = r["test"]["verdict"]
+        r["verdict_alone"] = r["test"]["alone"]["verdict"]
+    return tested
+
+
+def _primary(rows: list[dict], runs_of: dict, primary: tuple[str, str], n_boot: int, seed: int, alpha: float) -> dict:
+    """The user's primary pair (a, b), every per-frame metric, a family of 1."""
+    ra, rb = _find_row(rows, primary[0], "--primary"), _find_row(rows, primary[1], "--primary")
+    if ra is rb:
+        raise FetalHeartError("--primary needs two different models")
+    prim = {"a": ra["model"], "b": rb["model"], "tests": {}}
+    for metric in PAIRED_METRICS:
+        t = paired_comparison(runs_of[id(ra)], runs_of[id(rb)], metric, n_boot, seed, alpha)
+        _annotate(t, t["p"], 1, alpha)
+        prim["tests"][metric] = t
+    return prim
+
+
 def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: str = "segm_AP",
             alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, test_metric: str = "dice",
             primary: tuple[str, str] | None = None) -> dict:
@@ -554,40 +594,11 @@ def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: 
             rows[i][f"rank_{m}"] = rank + 1
     for r in rows:
         r["mean_rank"] = float(np.mean([r[f"rank_{m}"] for m in METRICS]))
-    tested = []
-    for r in rows:
-        b = _baseline_for(r, rows, baseline)
-        if b is None or b is r:
-            r["baseline"] = None if b is None else "(baseline)"
-            continue
-        r["baseline"] = b["model"]
-        r["tests"] = {m: paired_comparison(runs_of[id(r)], runs_of[id(b)], m, n_boot, seed, alpha)
-                      for m in PAIRED_METRICS}
-        tested.append(r)
+    tested = _test_against_baselines(rows, runs_of, baseline, test_metric, n_boot, seed, alpha)
     m_family = len(tested)
-    for metric in PAIRED_METRICS:
-        adjusted = holm([r["tests"][metric]["p"] for r in tested], m=m_family)
-        for r, p in zip(tested, adjusted, strict=True):
-            t = r["tests"][metric]
-            t["alone"] = {"p": t["p"], **{k: v for k, v in reachability(t["n_groups"], 1, alpha).items()
-                                          if k in ("min_p", "reachable")}, "verdict": verdict(t, t["p"], 1, alpha)}
-            _annotate(t, p, m_family, alpha)
-    for r in tested:
-        r["test"] = r["tests"][test_metric]
-        r["verdict"] = r["test"]["verdict"]
-        r["verdict_alone"] = r["test"]["alone"]["verdict"]
     order = sorted(rows, key=lambda r: r[f"rank_{rank_by}"])
     best = _best(order, runs_of, rank_by, n_boot, seed, alpha)
-    prim = None
-    if primary:
-        ra, rb = _find_row(rows, primary[0], "--primary"), _find_row(rows, primary[1], "--primary")
-        if ra is rb:
-            raise FetalHeartError("--primary needs two different models")
-        prim = {"a": ra["model"], "b": rb["model"], "tests": {}}
-        for metric in PAIRED_METRICS:
-            t = paired_comparison(runs_of[id(ra)], runs_of[id(rb)], metric, n_boot, seed, alpha)
-            _annotate(t, t["p"], 1, alpha)
-            prim["tests"][metric] = t
+    prim = _primary(rows, runs_of, primary, n_boot, seed, alpha) if primary else None
     n_groups = max((r["test"]["n_groups"] for r in tested), default=0)
     return {"rows": order, "rank_by": rank_by, "alpha": alpha, "best": best["best"], "best_vs_runner_up": best,
             "test_metric": test_metric, "primary": prim,
