@@ -709,11 +709,16 @@ def comparison_markdown(table: dict) -> str:
     notes = sorted({f"{r['model']}: {r['test']['note']}" for r in rows if r.get("test", {}).get("note")})
     pw, m = table["power"], table["n_comparisons"]
     best = table["best_vs_runner_up"]
-    power = (f"Power before p-values: with {pw['n_groups']} groups the smallest two-sided exact Wilcoxon p is "
-             f"{pw['alone']['min_p']:.4g} alone and {pw['family']['min_p']:.4g} after Holm over the {m} comparisons; "
-             + ("alpha is reachable alone" if pw["alone"]["reachable"] else "alpha cannot be reached even alone")
-             + (" and in the family." if pw["family"]["reachable"] else
-                " but not in the family (" + cannot_reach(pw["n_groups"], max(m, 1)) + ")."))
+    n = pw["n_groups"]
+    power = (f"Power before p-values: with {n} group{'s' * (n != 1)} the smallest two-sided exact Wilcoxon p is "
+             f"{pw['alone']['min_p']:.4g} alone and {pw['family']['min_p']:.4g} after Holm over the {m} "
+             f"comparison{'s' * (m != 1)}; ")
+    if not pw["alone"]["reachable"]:
+        power += f"alpha cannot be reached even alone ({cannot_reach(n, 1)})."
+    elif not pw["family"]["reachable"]:
+        power += f"alpha is reachable alone but not in the family ({cannot_reach(n, max(m, 1))})."
+    else:
+        power += "alpha is reachable alone and in the family."
     if not m:
         power = "No comparison with a baseline (no Original-enhancement model at a shared momentum; see --baseline)."
     lines = ["# Model comparison", "",
@@ -800,7 +805,7 @@ def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = Tr
     frames = sorted({r["n_frames"] for r in rows})
     n_text = (f"n = {', '.join(map(str, groups))} group{'s' * (groups != [1])} (videos), "
               f"{', '.join(map(str, frames))} frames")
-    ax.set_title(f"Models compared, {n_text}. IoU/Dice pooled; whiskers: 95% cluster-bootstrap CI from "
+    ax.set_title(f"Models compared, {n_text}\nIoU/Dice pooled; whiskers: 95% cluster-bootstrap CI from "
                  f"{table['min_groups_for_bootstrap']} groups on, none below; * = paired "
                  f"{METRIC_LABELS[table['test_metric']]} differs from baseline (Holm)", fontsize=7)
     ax.legend(ncol=5, fontsize=7, loc="upper left")
