@@ -175,7 +175,8 @@ def paired_effect(xa: np.ndarray, xb: np.ndarray, n_boot: int = 1000, seed: int 
         parts = [(v_video, n - 1), (va, ka - 1), (vb, kb - 1)]
         parts = [(v, df) for v, df in parts if np.isfinite(v) and v > 0 and df > 0]
         var = sum(v for v, _ in parts)
-        df = var ** 2 / sum(v ** 2 / df for v, df in parts) if parts else float("nan")
+        # no variance anywhere (identical seeds, one constant difference): the groups' df
+        df = var ** 2 / sum(v ** 2 / df for v, df in parts) if parts else float(max(n - 1, 0) or "nan")
         res["ci_low"], res["ci_high"] = t_interval(res["mean_diff"], var, df, alpha)
         res["df"] = float(df)
         res["ci_method"] = (f"t, video + seed variance ({n} groups, {ka} x {kb} seeds, "
