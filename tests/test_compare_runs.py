@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from _evaluation_helpers import PhantomModel, loader, make_coco_dataset, synthetic_record, write_eval
 from detectron2.evaluation import inference_on_dataset
+from scipy import stats
 
 
 def _records(dice_by_video: dict[str, float], frames: int = 3, offset: int = 0) -> list:
@@ -55,7 +56,11 @@ def test_compare_table(runs):
     table = compare(load_runs(runs), n_boot=300)
     rows = {r["model"]: r for r in table["rows"]}
     assert set(rows) == {"model 1", "model 14", "model 2"}
-    assert table["best"] == "model 14" and rows["model 14"]["rank_segm_AP"] == 1
+    # COCO AP is one number per evaluation: the leader is not called best without an interval
+    assert table["best"] is None and rows["model 14"]["rank_segm_AP"] == 1
+    assert "one number per evaluation" in table["best_vs_runner_up"]["note"]
+    by_dice = compare(load_runs(runs), n_boot=300, rank_by="dice")
+    assert by_dice["best"] == "model 14" and by_dice["best_vs_runner_up"]["difference"]["ci_low"] > 0
     assert rows["model 14"]["segm_AP"] == pytest.approx(0.40)
     assert rows["model 14"]["baseline"] == "model 1" and rows["model 1"]["baseline"] == "(baseline)"
     t = rows["model 14"]["test"]
@@ -87,7 +92,12 @@ def test_folds_and_seeds(tmp_path):
     assert row["segm_AP_seed_std"] == pytest.approx(np.std([0.0, 0.02], ddof=1))
     t = row["test"]  # paired at fold x video: 3 folds x 3 videos
     assert t["n_groups"] == 9 and t["n_frames"] == 27 and t["mean_diff"] == pytest.approx(0.06, abs=1e-9)
-    assert row["verdict"] == "better" and row["n_groups"] == 9
+    # 9 groups all better (p alone 2 / 512), but 2 seeds whose means differ by 0.02: the interval has the seed
+    # variance with 1 df (Welch-Satterthwaite) and crosses 0, so no verdict of "better"
+    assert t["alone"]["p"] == pytest.approx(2 / 512) and t["n_seeds"] == [2, 2] and t["df"] == pytest.approx(1.0)
+    half = stats.t.ppf(0.975, 1) * np.sqrt(np.var([0.05, 0.07], ddof=1) / 2)
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((0.06 - half, 0.06 + half))
+    assert row["verdict"] == "n.s. with seed variation (interval crosses 0)" and row["n_groups"] == 9
     # a model may not mix fold runs with plain runs
     extra = _run(tmp_path, "plain", "clahe", {"x": 0.5}, 0.3, 3)
     with pytest.raises(FetalHeartError, match="mixes fold runs"):
@@ -103,7 +113,14 @@ def test_cli(runs, tmp_path, capsys):
         rows = {r["model"]: r for r in csv.DictReader(f)}
     assert rows["model 14"]["verdict"] == "better" and float(rows["model 14"]["p_holm"]) < 0.01
     md = (out / "comparison.md").read_text()
-    assert "Wilcoxon" in md and "| 1 | model 14 |" in md and "Paired comparison with the baseline" in md
+    assert "Wilcoxon" in md and "| 1 | model 14 |" in md and "**Paired comparison**" in md
+    assert "Primary comparisons: each model against its baseline" in md
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--primary", "model 14,model 2",
+                 "--rank-by", "study_mAP", "--bootstrap", "0"]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert table["primary"]["a"] == "model 14" and table["primary"]["tests"]["dice"]["verdict"] == "better"
+    assert main([*map(str, runs), "-o", str(out), "--quiet", "--overwrite", "--primary", "model 14"]) == 2
+    assert "two models" in capsys.readouterr().err
     # refuses to overwrite; one-line error, exit 2
     assert main([*map(str, runs), "-o", str(out), "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -142,7 +159,54 @@ def test_pool_folds_equals_one_evaluation_of_the_union(tmp_path):
             assert pooled["coco"][task][k] == pytest.approx(results[task][k], abs=1e-9), (task, k)
     assert pooled["coco"]["segm"]["AP"] < 100 and (tmp_path / "pooled" / "report.md").is_file()
     assert pooled["run"]["fold"] == "pooled" and pooled["n_images"] == 8
+    # COCO AP ranks detections of 2 models together: labelled so, the folds' own mean +/- std kept beside it
+    fold_ap = [json.loads((tmp_path / f / "report.json").read_text())["coco"]["segm"]["AP"] / 100 for f in ("fold0", "fold1")]
+    assert pooled["coco_folds"]["segm"]["mean"] == pytest.approx(np.mean(fold_ap))
+    assert pooled["coco_folds"]["segm"]["std"] == pytest.approx(np.std(fold_ap, ddof=1))
+    md = (tmp_path / "pooled" / "report.md").read_text()
+    assert "pooled over 2 models" in md and "mean +/- std over folds" in md
     with pytest.raises(FetalHeartError, match="exists"):
         pool_folds([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "pooled")
     with pytest.raises(FetalHeartError, match="several folds"):
         pool_folds([tmp_path / "fold0", tmp_path / "union"], tmp_path / "bad")
+
+
+def test_comparison_figure_has_no_zero_width_whiskers_and_states_n(tmp_path, monkeypatch):
+    """One validation video (the demo): no CI, so no whisker at all, and the figure says n = 1 video."""
+    from fetalheart.evaluation import plots
+    from fetalheart.evaluation.compare import comparison_figure
+
+    one = [_run(tmp_path, "o", "original", {"vid0": 0.6}, 0.3, 1), _run(tmp_path, "a", "ahe+clahe", {"vid0": 0.7}, 0.4, 14)]
+    many = [_run(tmp_path, f"m{k}", e, {f"vid{v}": 0.5 + 0.02 * v + 0.05 * k for v in range(12)}, 0.3, k + 1)
+            for k, e in enumerate(("original", "clahe"))]
+    figs = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, overwrite=True: (figs.append(fig), real_save(fig, path))[1])
+    for runs, name in ((one, "one.png"), (many, "many.png")):
+        table = compare(load_runs(runs), n_boot=200, rank_by="dice")
+        comparison_figure(table, tmp_path / name)
+    for fig, n_groups in zip(figs, (1, 12), strict=True):
+        ax = fig.axes[0]
+        assert f"n = {n_groups} group" in ax.get_title()
+        whiskers = [seg for c in ax.containers if hasattr(c, "lines") and c.lines[2]
+                    for lc in c.lines[2] for seg in lc.get_segments()]
+        assert all(abs(seg[1][1] - seg[0][1]) > 1e-9 for seg in whiskers)  # no zero-width whisker
+        texts = [t.get_text() for t in ax.texts]
+        if n_groups == 1:
+            assert not whiskers and sum("n = 1 video" in t for t in texts) == 2
+        else:
+            assert len(whiskers) == 4 and not any("no CI" in t for t in texts)  # IoU and Dice of 2 models
+
+
+def test_runs_scored_differently_are_refused(tmp_path):
+    from fetalheart.evaluation.settings import EvalSettings
+
+    recs = _records({"vid0": 0.6, "vid1": 0.7})
+    run = {"enhance": "original", "momentum": 0.9, "study_model_id": 1, "study_name": "", "fold": -1, "seed": 0}
+    a = write_eval(tmp_path / "a", recs, run)
+    b = write_eval(tmp_path / "b", recs, {**run, "enhance": "he", "study_model_id": 2},
+                   settings=EvalSettings(bootstrap_samples=200, score_thresh=0.7))
+    with pytest.raises(FetalHeartError, match="EVAL.SCORE_THRESH"):
+        compare(load_runs([a, b]))
+    c = write_eval(tmp_path / "c", recs, {**run, "enhance": "he", "study_model_id": 2})
+    assert len(compare(load_runs([a, c]), n_boot=0)["rows"]) == 2

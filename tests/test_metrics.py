@@ -77,6 +77,19 @@ def test_hungarian_beats_greedy():
     assert sorted((r, c) for r, c, _ in M.hungarian_match(iou, 0.5)) == [(0, 1), (1, 0)]
 
 
+def test_hungarian_zeroes_pairs_below_the_threshold_first():
+    # raw-IoU maximisation picks (0,0)+(1,1) = 1.29 and keeps 1 match; 2 true positives exist
+    iou = np.array([[0.99, 0.5], [0.5, 0.3]])
+    assert sorted((r, c) for r, c, _ in M.hungarian_match(iou, 0.5)) == [(0, 1), (1, 0)]
+    stats_ = M.instance_stats_from_iou(iou, [0, 0], [0, 0], 1)
+    assert stats_["tp"][0] == 2 and stats_["fp"][0] == 0 and stats_["fn"][0] == 0
+    # a tie in total IoU (1.0 + 0 vs 0.5 + 0.5) still goes to the extra match
+    assert len(M.hungarian_match(np.array([[1.0, 0.5], [0.5, 0.0]]), 0.5)) == 2
+    # the same count: the larger total IoU wins; nothing admissible: no match
+    assert M.hungarian_match(np.array([[0.9, 0.6], [0.6, 0.8]]), 0.5) == [(0, 0, 0.9), (1, 1, 0.8)]
+    assert M.hungarian_match(np.array([[0.4, 0.2]]), 0.5) == []
+
+
 def test_instance_stats_tp_fp_fn():
     g1, g2 = box(12, 12, 0, 4, 0, 4), box(12, 12, 6, 10, 6, 10)
     p1 = box(12, 12, 0, 4, 0, 2)  # IoU 0.5 with g1 -> match
@@ -168,24 +181,28 @@ def test_cluster_ratio_ci_equals_scipy_on_group_means_when_groups_are_equal():
     # With the same number of frames per group, the frame mean is the mean of group means, and
     # scipy's paired resampling draws the same group indices as resampling the group means.
     rng = np.random.default_rng(0)
-    values = rng.uniform(0.3, 0.9, (7, 4))  # 7 groups x 4 frames
-    gidx = np.repeat(np.arange(7), 4)
+    values = rng.uniform(0.3, 0.9, (12, 4))  # 12 groups x 4 frames
+    gidx = np.repeat(np.arange(12), 4)
     s = M.summarize_grouped(values.ravel(), gidx, n_boot=500, seed=11)
     ref = stats.bootstrap((values.mean(1),), np.mean, n_resamples=500, method="percentile",
                           **M.bootstrap_rng(11)).confidence_interval
     assert s["ci_low"] == pytest.approx(ref.low, abs=1e-12) and s["ci_high"] == pytest.approx(ref.high, abs=1e-12)
-    assert s["n"] == 28 and s["n_groups"] == 7 and s["mean"] == pytest.approx(values.mean())
+    assert s["n"] == 48 and s["n_groups"] == 12 and s["mean"] == pytest.approx(values.mean())
+    # below the documented number of groups: no percentile bootstrap at all (9 groups -> no CI)
+    few = M.summarize_grouped(values[:9].ravel(), gidx[:36], n_boot=500, seed=11)
+    assert M.MIN_GROUPS_FOR_BOOTSTRAP == 10 and math.isnan(few["ci_low"]) and math.isnan(few["ci_high"])
+    assert few["n_groups"] == 9 and few["mean"] == pytest.approx(values[:9].mean())
     assert s["std"] == pytest.approx(values.ravel().std(ddof=1))
 
 
 def test_cluster_ci_is_wider_than_a_frame_bootstrap_for_near_duplicate_frames():
-    # 5 videos x 20 near-identical frames: 100 frames but 5 independent values
+    # 10 videos x 20 near-identical frames: 200 frames but 10 independent values
     rng = np.random.default_rng(1)
-    video = rng.uniform(0.4, 0.9, 5)
-    values = np.repeat(video, 20) + rng.normal(0, 0.001, 100)
-    gidx = np.repeat(np.arange(5), 20)
+    video = rng.uniform(0.4, 0.9, 10)
+    values = np.repeat(video, 20) + rng.normal(0, 0.001, 200)
+    gidx = np.repeat(np.arange(10), 20)
     cluster = M.summarize_grouped(values, gidx, n_boot=1000, seed=0)
-    frames = M.summarize_grouped(values, np.arange(100), n_boot=1000, seed=0)  # every frame its own group
+    frames = M.summarize_grouped(values, np.arange(200), n_boot=1000, seed=0)  # every frame its own group
     assert (cluster["ci_high"] - cluster["ci_low"]) > 3 * (frames["ci_high"] - frames["ci_low"])
 
 
@@ -199,8 +216,12 @@ def test_grouped_summaries_edge_cases_and_macro_micro():
     x = np.array([[0.5, np.nan], [0.7, np.nan], [0.9, np.nan], [0.1, np.nan]])
     g = np.array([0, 0, 1, 2])
     mac, per = M.macro_summary(x, g, 300, 4), M.summarize_grouped(x[:, 0], g, 300, 4)
-    assert mac["mean"] == pytest.approx(per["mean"]) and (mac["ci_low"], mac["ci_high"]) == pytest.approx(
-        (per["ci_low"], per["ci_high"]))
+    assert mac["mean"] == pytest.approx(per["mean"]) and math.isnan(mac["ci_low"]) and math.isnan(per["ci_low"])
+    g12 = np.repeat(np.arange(12), 2)
+    x12 = np.column_stack([np.linspace(0.1, 0.9, 24), np.full(24, np.nan)])
+    mac, per = M.macro_summary(x12, g12, 300, 4), M.summarize_grouped(x12[:, 0], g12, 300, 4)
+    assert (mac["ci_low"], mac["ci_high"]) == pytest.approx((per["ci_low"], per["ci_high"]))
+    mac = M.macro_summary(x, g, 300, 4)
     assert mac["n"] == 4 and mac["n_groups"] == 3
     # micro: ratio of pixel sums
     counts = np.zeros((3, 2, 3))
@@ -209,6 +230,6 @@ def test_grouped_summaries_edge_cases_and_macro_micro():
     counts[2, 0] = (5, 10, 10)
     mic = M.micro_summary(counts, np.array([0, 1, 2]), 200, 0)
     assert mic["dice"]["mean"] == pytest.approx(2 * 15 / 50) and mic["iou"]["mean"] == pytest.approx(15 / 35)
-    assert mic["dice"]["ci_low"] <= mic["dice"]["mean"] <= mic["dice"]["ci_high"]
+    assert math.isnan(mic["dice"]["ci_low"])  # 3 groups: no CI
     # determinism
-    assert M.macro_summary(x, g, 300, 4) == mac
+    assert M.macro_summary(x12, g12, 300, 4) == M.macro_summary(x12, g12, 300, 4)

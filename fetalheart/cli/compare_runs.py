@@ -17,18 +17,21 @@ EPILOG = r"""example:
   tools/compare_runs.py output/model* -o output/comparison
   tools/compare_runs.py output/model1 output/model14 --baseline "model 1" --dataset fetalheart_val -o cmp
   tools/compare_runs.py output/fold*/model* -o cmp --group-regex '(patient\d+)_'
+  tools/compare_runs.py output/model* -o cmp --rank-by study_mAP --primary "model 14,model 1"
 
 Runs of one model on several folds (DATASETS.FOLD) and seeds are grouped: mean +/- std over folds.
 The paired test against the baseline (default: the Original-enhancement model at the same momentum)
 scores every frame of both on one class set (empty frames kept, so false alarms count), averages the
 frames per group (video, or what --group-regex captures) and treats groups as the samples: mean
-difference with a cluster bootstrap CI, and with >= 6 groups a two-sided Wilcoxon signed-rank test,
-Holm-corrected over all rows. Definitions are written at the top of comparison.md.
+difference with a t-interval (bootstrap from 10 groups; seed variance added with several seeds) and
+a two-sided exact Wilcoxon signed-rank test, alone and Holm-corrected over all rows. A test that
+cannot reach alpha with its groups and family size says so instead of printing a p-value
+(docs/statistics.md). Definitions are written at the top of comparison.md.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fetalheart.evaluation.compare import METRICS
+    from fetalheart.evaluation.compare import METRICS, PAIRED_METRICS
 
     p = argparse.ArgumentParser(prog="compare_runs.py", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="which eval/<dataset> to use when a run has several")
     p.add_argument("--baseline", default=None,
                    help="baseline model name or study id (default: Original at the same momentum)")
-    p.add_argument("--rank-by", default="segm_AP", choices=METRICS, help="metric for ranks and best model")
+    p.add_argument("--rank-by", default="segm_AP", choices=METRICS,
+                   help="metric for ranks; the top model is called best only when the interval of its "
+                        "difference to the runner-up excludes 0 (a per-frame metric gives a per-video "
+                        "interval; COCO AP needs folds or seeds)")
+    p.add_argument("--test-metric", default="dice", choices=PAIRED_METRICS,
+                   help="per-frame metric of the table's p-value and verdict columns (default dice; "
+                        "every per-frame metric is tested in the second table)")
+    p.add_argument("--primary", default=None, metavar="A,B",
+                   help="a primary comparison: model A against model B (names or study ids) as its own "
+                        "family of 1, reported beside the table's family")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
     p.add_argument("--group-regex", default=None, metavar="REGEX",
                    help="regroup frames by file name: the first capture group of REGEX (searched in the file "
@@ -57,9 +69,14 @@ def _main(argv=None) -> int:
         raise FetalHeartError("--alpha must be in (0, 1)")
     if args.bootstrap < 0:
         raise FetalHeartError("--bootstrap must be >= 0")
+    primary = None
+    if args.primary is not None:
+        primary = tuple(x.strip() for x in args.primary.split(","))
+        if len(primary) != 2 or not all(primary):
+            raise FetalHeartError(f"--primary takes two models, 'A,B'; got {args.primary!r}")
     runs = load_runs(args.runs, args.dataset, group_regex=args.group_regex)
     table = compare(runs, baseline=args.baseline, rank_by=args.rank_by, alpha=args.alpha, n_boot=args.bootstrap,
-                    seed=args.seed)
+                    seed=args.seed, test_metric=args.test_metric, primary=primary)
     write_comparison(table, args.output, overwrite=args.overwrite)
     if not args.quiet:
         print(comparison_markdown(table))

@@ -161,8 +161,8 @@ def summarize_records(records: Sequence[dict], class_names: Sequence[str] = CLAS
     return {
         "definitions": M.DEFINITIONS.format(score_thresh=s.score_thresh, n_boot=s.bootstrap_samples,
                                             study_min_score=s.study_map_min_score, study_mode=s.study_map_mode,
-                                            group_source=group_source),
-        "settings": {**asdict(s), "bootstrap": "percentile, cluster (groups resampled)",
+                                            group_source=group_source, min_boot=M.MIN_GROUPS_FOR_BOOTSTRAP),
+        "settings": {**asdict(s), "bootstrap": f"percentile, cluster (groups resampled), from {M.MIN_GROUPS_FOR_BOOTSTRAP} groups",
                      "groups": group_source, "instance_match_iou": 0.5,
                      "study_map_iou_thresholds": {"matterport": MATTERPORT_IOU_THRESHOLDS.tolist(),
                                                   "corrected": IOU_THRESHOLDS.tolist()}},

@@ -13,7 +13,6 @@ import logging
 from fetalheart import _compat
 from fetalheart.evaluation.evaluator import SegmentationMetricsEvaluator
 
-import numpy as np
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
@@ -21,23 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 class PerClassCOCOEvaluator(COCOEvaluator):
-    """COCOEvaluator that also reports per-class AP50 and AP75 (the report's per-class table).
-
-    detectron2 derives only per-class AP; the same COCOeval precision array holds the rest.
+    """COCOEvaluator that also reports per-class AP50 and AP75 (the report's per-class table), and
+    per-class AP for a one-class label set (detectron2 derives per-class AP only for several classes).
     """
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        from fetalheart.evaluation.coco_ap import per_class_ap
+
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
         if coco_eval is None or not class_names:
             return results
-        precisions = coco_eval.eval["precision"]  # (iou, recall, class, area, maxdets)
-        thresholds = np.asarray(coco_eval.params.iouThrs)
-        for label, iou in (("AP50", 0.5), ("AP75", 0.75)):
-            t = int(np.argmin(np.abs(thresholds - iou)))
-            for k, name in enumerate(class_names):
-                p = precisions[t, :, k, 0, -1]
-                p = p[p > -1]
-                results[f"{label}-{name}"] = float(p.mean() * 100) if p.size else float("nan")
+        results.update(per_class_ap(coco_eval, class_names))  # also AP-<name> for a one-class label set
         return results
 
 

@@ -4,7 +4,7 @@ The same steps and numbers as ``COCOEvaluator(..., use_fast_impl=False)`` (detec
 ``_evaluate_predictions_on_coco`` and ``_derive_coco_results``, tests/test_from_files.py checks it on a
 trained model): for mask AP the boxes are dropped so COCOeval uses mask areas, maxDets (1, 10, 100), all
 ground-truth images; scores x100, a metric COCOeval cannot compute (-1) is NaN; per class AP, AP50 and
-AP75 from COCOeval's precision array (``PerClassCOCOEvaluator``). Results without a box get the tight
+AP75 from COCOeval's precision array (``per_class_ap``, also for one class). Results without a box get the tight
 box of their mask (pycocotools' ``toBbox``) for the box AP. No torch or detectron2 here.
 """
 
@@ -29,13 +29,15 @@ def load_coco(json_file) -> object:
         return COCO(str(json_file))
 
 
-def _per_class(ev, class_names: Sequence[str]) -> dict[str, float]:
-    """detectron2 gives per-class AP for more than one class; PerClassCOCOEvaluator AP50/AP75 for any."""
+def per_class_ap(ev, class_names: Sequence[str]) -> dict[str, float]:
+    """Per class AP (IoU 0.50:0.95), AP50 and AP75 (x100) from a COCOeval's precision array, for any
+    number of classes: detectron2 derives per-class AP only for more than one, which left a one-class
+    label set (LV only) without ``AP-LV``; its value is the overall AP then."""
     precisions = ev.eval["precision"]  # (iou, recall, class, area, maxdets)
     thresholds = np.asarray(ev.params.iouThrs)
     out = {}
-    columns = [("AP", slice(None))] if len(class_names) > 1 else []
-    columns += [("AP50", int(np.argmin(np.abs(thresholds - 0.5)))), ("AP75", int(np.argmin(np.abs(thresholds - 0.75))))]
+    columns = [("AP", slice(None)), ("AP50", int(np.argmin(np.abs(thresholds - 0.5)))),
+               ("AP75", int(np.argmin(np.abs(thresholds - 0.75))))]
     for label, t in columns:
         for k, name in enumerate(class_names):
             p = precisions[t, :, k, 0, -1]
@@ -67,7 +69,7 @@ def coco_ap(coco_gt, results: Sequence[dict], task: str, class_names: Sequence[s
     if class_names is None:
         class_names = [c["name"] for c in sorted(coco_gt.cats.values(), key=lambda c: c["id"])]
     if class_names:
-        out.update(_per_class(ev, class_names))
+        out.update(per_class_ap(ev, class_names))
     return out
 
 

@@ -7,9 +7,10 @@ Definitions (also in README and at the top of every report, see ``DEFINITIONS``)
   regions of that class; IoU = |A n B| / |A u B|, Dice = 2|A n B| / (|A| + |B|). Absent from both ->
   NaN (not counted); present in only one -> 0.
 * instance, per image and class: one-to-one Hungarian matching on mask IoU, a match needs
-  IoU >= 0.5; TP = matches, FN = unmatched ground truth, FP = unmatched predictions except those
+  IoU >= 0.5 (pairs below it are zeroed before the assignment); TP = matches, FN = unmatched ground truth, FP = unmatched predictions except those
   COCO would match to an ignore region (intersection / prediction area >= 0.5): those are ignored.
-* uncertainty: percentile cluster bootstrap, resampling groups (videos / patients), never frames.
+* uncertainty: percentile cluster bootstrap, resampling groups (videos / patients), never frames;
+  none below ``MIN_GROUPS_FOR_BOOTSTRAP`` groups.
 * boundary (optional): HD95 and ASSD in pixels, as MONAI computes them.
 
 No torch or detectron2 here: a statistics tool importing this module starts in a second.
@@ -27,7 +28,9 @@ import numpy as np
 DEFINITIONS = """\
 **Units of n**: a *frame* is one evaluated image; a *group* is the video or patient it comes from
 ({group_source}). Frames of one group are near-duplicates, so every CI resamples whole groups
-(percentile cluster bootstrap, {n_boot} resamples) and every n says what it counts.
+(percentile cluster bootstrap, {n_boot} resamples) and every n says what it counts. With fewer than
+{min_boot} groups no CI is given ("n/a"): a bootstrap of 2-3 groups is the range of their means, not
+a 95% interval (docs/statistics.md).
 **Ignore regions**: `iscrowd: 1` annotations (LabelMe `__ignore__` shapes) are never ground truth.
 Their pixels are removed from the prediction and the ground truth of that class before IoU/Dice are
 counted; a prediction that COCO would match to one (after no real ground truth matched it:
@@ -45,7 +48,8 @@ per-frame score counts it 1 instead, so that false alarms on empty frames are pe
 classes (sum of intersections / sum of unions; 2 x sum of intersections / sum of areas). CIs: cluster
 bootstrap, the statistic recomputed from the resampled groups' sums (n = groups).
 **Instance level**: in each frame and class, ground-truth and predicted instances (score >=
-{score_thresh}) are matched one-to-one (Hungarian on mask IoU); a pair is a match if IoU >= 0.5.
+{score_thresh}) are matched one-to-one (Hungarian on mask IoU, pairs below 0.5 zeroed first: the most
+matches with IoU >= 0.5, then the largest total IoU).
 Instance IoU / Dice = mean over matches; precision = TP / (TP + FP), recall = TP / (TP + FN),
 F1 = 2PR / (P + R), from counts summed over frames (n = instances; no CI).
 **COCO AP** (segm, bbox): pycocotools COCOeval, all predictions, AP averaged over IoU
@@ -59,7 +63,10 @@ can exceed 1); IoU in float32 against the unrounded thresholds `np.arange(0.5, 1
 of exactly 0.6 is 0.6000000238 in float32 and passes 0.6000000000000001; exactly 0.65 is
 0.6499999762 and misses 0.6500000000000001); VOC all-point AP with float32 recall; mean over the 10
 thresholds, then over the frames that have ground truth (n = frames; AP is undefined without ground
-truth, so false alarms on empty frames do not count here). CI: cluster bootstrap.
+truth, so false alarms on empty frames do not count here). CI: cluster bootstrap. *Deviation from
+Matterport*: its `compute_ap` scores a frame with no ground truth and no prediction 0 (recall padded
+to [0, 1], precision 0), which lowers its mean, and a frame with no ground truth but predictions NaN
+(0 / 0 recall); fetalheart leaves every frame without ground truth out of this mean.
 **mAP, corrected per class** (what the study's Eq. 5 states, mAP = mean over classes of AP): per
 class, the predictions (score >= {study_min_score}) of all frames in score order, each matched
 one-to-one to the untaken same-class ground truth of highest IoU in its frame (no double matching),
@@ -166,13 +173,21 @@ def semantic_iou_dice(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hungarian_match(iou: np.ndarray, thresh: float = 0.5) -> list[tuple[int, int, float]]:
-    """One-to-one matches (row, col, iou) maximising total IoU, keeping pairs with IoU >= thresh."""
+    """One-to-one matches (row, col, iou) with IoU >= thresh: the most matches, then the largest total IoU.
+
+    Pairs below the threshold are zeroed before the assignment (maximising raw IoU first can trade two
+    true positives for one: ``[[0.99, 0.5], [0.5, 0.3]]``), and each admissible pair weighs one more than
+    any sum of IoUs can, so a further match always wins over a higher total IoU.
+    """
+    iou = np.asarray(iou, dtype=np.float64)
     if iou.size == 0:
         return []
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= thresh]
+    ok = iou >= thresh
+    weight = np.where(ok, iou + min(iou.shape) + 1.0, 0.0)
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 
 INSTANCE_KEYS = ("tp", "fp", "fn", "iou_sum", "dice_sum", "ignored")
@@ -307,24 +322,31 @@ def bootstrap_rng(seed: int) -> dict:
     return {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
 
 
+#: A percentile bootstrap resampling n groups is the range of a handful of values for small n (with
+#: 2-3 groups, the min and max of the group means), not a 95% interval: none below this many groups.
+MIN_GROUPS_FOR_BOOTSTRAP = 10
+
+
 def cluster_bootstrap_ci(
     columns: np.ndarray,
     statistic: Callable[[np.ndarray], np.ndarray],
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    min_groups: int = MIN_GROUPS_FOR_BOOTSTRAP,
 ) -> tuple[float, float]:
     """Percentile CI of ``statistic(column sums)`` resampling the rows (one row per group).
 
     ``columns`` is (n_groups, k): per group sums (e.g. sum of Dice and number of frames). Wraps
     ``scipy.stats.bootstrap(paired=True)``, which resamples the same groups in every column: a
-    cluster bootstrap of a ratio. ``statistic`` maps (..., k) summed columns to (...). Needs >= 2
-    groups (else NaN: one video gives no between-video spread).
+    cluster bootstrap of a ratio. ``statistic`` maps (..., k) summed columns to (...). NaN (no CI)
+    below ``min_groups`` groups (``MIN_GROUPS_FOR_BOOTSTRAP``; never below 2: one video gives no
+    between-video spread).
     """
     from scipy.stats import bootstrap
 
     cols = np.asarray(columns, dtype=np.float64)
-    if cols.ndim != 2 or len(cols) < 2 or n_boot <= 0:
+    if cols.ndim != 2 or len(cols) < max(2, min_groups) or n_boot <= 0:
         return float("nan"), float("nan")
 
     def stat(*samples, axis=-1):

@@ -49,6 +49,7 @@ def _rgb(c: int) -> tuple[float, float, float]:
 
 def per_class_bars(report: dict, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Grouped bars per class: COCO segm AP, IoU and Dice (mean, 95% CI whiskers), like Fig. 7."""
+    from fetalheart.evaluation.metrics import MIN_GROUPS_FOR_BOOTSTRAP
     from fetalheart.evaluation.report import per_class_rows
 
     plt = pyplot()
@@ -59,17 +60,21 @@ def per_class_bars(report: dict, path: str | os.PathLike, overwrite: bool = True
     series = (("segm AP", "segm_AP", None), ("IoU", "iou_mean", "iou"), ("Dice", "dice_mean", "dice"))
     for k, (label, key, ci) in enumerate(series):
         vals = np.array([r[key] for r in rows], dtype=float)
-        err = None
-        if ci:
+        pos = x + (k - 1) * 0.27
+        ax.bar(pos, np.nan_to_num(vals), 0.27, label=label)
+        if ci:  # a whisker only where there is a CI: a missing one is not drawn as +-0
             lo = np.array([r[f"{ci}_ci_low"] for r in rows], float)
             hi = np.array([r[f"{ci}_ci_high"] for r in rows], float)
-            err = np.nan_to_num(np.vstack([vals - lo, hi - vals]).clip(0))
-        ax.bar(x + (k - 1) * 0.27, np.nan_to_num(vals), 0.27, yerr=err, capsize=2, label=label)
+            ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(vals)
+            if ok.any():
+                ax.errorbar(pos[ok], vals[ok], yerr=np.vstack([vals[ok] - lo[ok], hi[ok] - vals[ok]]).clip(0),
+                            fmt="none", ecolor="black", capsize=2, lw=0.8)
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (0-1)")
     ax.set_title(f"Per-class scores ({report.get('dataset', '')}, {report['n_images']} frames of "
-                 f"{report.get('n_groups', '?')} groups; whiskers: 95% CI over groups)", fontsize=9)
+                 f"{report.get('n_groups', '?')} groups; whiskers: 95% CI over groups, none below "
+                 f"{MIN_GROUPS_FOR_BOOTSTRAP} groups)", fontsize=9)
     ax.legend(ncol=3, fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path, overwrite)

@@ -92,18 +92,26 @@ def _n(v: dict, what: str = "frames") -> str:
 
 def _summary_lines(report: dict) -> list[str]:
     o, sm = report["overall"], report["study_map"]
-    lines = ["| metric | value | 95% CI (cluster bootstrap) | n |", "|---|---|---|---|"]
+    from fetalheart.evaluation.metrics import MIN_GROUPS_FOR_BOOTSTRAP
+
+    lines = [f"| metric | value | 95% CI (cluster bootstrap; none below {MIN_GROUPS_FOR_BOOTSTRAP} groups) | n |",
+             "|---|---|---|---|"]
     n_frames = report["n_images"]
+    k = len(report.get("run", {}).get("folds", [])) if report.get("run", {}).get("fold") == "pooled" else 0
+    pooled = f"pooled over {k} models, none" if k else "pooled, none"
     for label, task, key in (("COCO segm AP", "segm", "AP"), ("COCO segm AP50", "segm", "AP50"),
                              ("COCO segm AP75", "segm", "AP75"), ("COCO bbox AP", "bbox", "AP")):
-        lines.append(f"| {label} | {_f(_coco(report, task, key))} | (pooled, none) | {n_frames} frames |")
+        lines.append(f"| {label} | {_f(_coco(report, task, key))} | ({pooled}) | {n_frames} frames |")
+    for task, f in report.get("coco_folds", {}).items():
+        lines.append(f"| COCO {task} AP, mean +/- std over folds | {_f(f['mean'])} +/- {_f(f['std'])} | "
+                     f"(one model per fold) | {f['n_folds']} folds |")
     mp, co = sm["matterport"], sm["corrected"]
     shown = " (shown as study mAP)"
     lines += [f"| Study mAP, Matterport{shown if sm['mode'] == 'matterport' else ''} | {_f(mp['mAP'])} | {_ci(mp)} | "
               f"{mp['n_images']} frames with ground truth / {mp.get('n_groups', '')} groups |",
               f"| Study mAP50 / mAP75, Matterport | {_f(mp['mAP50'])} / {_f(mp['mAP75'])} | | |",
               f"| mAP, corrected per class{shown if sm['mode'] == 'corrected' else ''} | {_f(co['mAP'])} | "
-              f"(pooled, none) | {co['n_classes']} classes, {co['n_images']} frames |",
+              f"({pooled}) | {co['n_classes']} classes, {co['n_images']} frames |",
               f"| mAP50 / mAP75, corrected | {_f(co['mAP50'])} / {_f(co['mAP75'])} | | |"]
     for key, label in (("iou_macro", "IoU macro"), ("dice_macro", "Dice macro"),
                        ("iou_micro", "IoU micro"), ("dice_micro", "Dice micro")):

@@ -244,7 +244,8 @@ def _compare(eval_dirs: list[Path], folder: Path) -> dict:
 
     table = compare(load_runs([str(d) for d in eval_dirs]))
     write_comparison(table, folder, overwrite=True)
-    return {"what": f"{len(table['rows'])} models compared; best {table['best']}", "best": table["best"]}
+    note = table["best_vs_runner_up"]["note"]
+    return {"what": f"{len(table['rows'])} models compared; {note}", "best": table["best"]}
 
 
 # ----------------------------------------------------------------------------------------- the chain
