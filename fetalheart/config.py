@@ -13,6 +13,7 @@ Two protocols ship (README, "Configuration"): the *study-faithful* base
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,24 @@ def protocol_overlays(protocol: str) -> list[str]:
     if protocol not in PROTOCOL_OVERLAYS:
         raise FetalHeartError(f"protocol must be {' or '.join(PROTOCOL_OVERLAYS)}, got {protocol!r}")
     return list(PROTOCOL_OVERLAYS[protocol])
+
+
+#: The study-faithful base: what a protocol's defaults are resolved on (protocol_default).
+STUDY_FAITHFUL_BASE = "Base-FetalHeart-MaskRCNN-R50-FPN.yaml"
+
+
+@functools.cache
+def _protocol_cfg(protocol: str) -> CN:
+    return load_cfg(STUDY_FAITHFUL_BASE, overlays=protocol_overlays(protocol))
+
+
+def protocol_default(key: str) -> str:
+    """A key's value under each protocol, as help texts and docs state it ("0.7 study-faithful,
+    0.5 recommended", or one value when both agree): read from the configs, never written twice."""
+    values = {p: _get(_protocol_cfg(p), key) for p in PROTOCOL_OVERLAYS}
+    if len(set(map(repr, values.values()))) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{v} {p}" for p, v in values.items())
 
 
 def add_fetalheart_config(cfg: CN) -> None:

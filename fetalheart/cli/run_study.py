@@ -35,8 +35,8 @@ frames stop it with an error naming them): label extracted frames into OUTPUT/la
 #: Demo schedule on a 2-core laptop (README, "Measured figures": how it was chosen).
 DEMO_ITERS = 800
 DEMO_SIZE = 160
-#: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU.
-DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml"]
+#: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU, then the demo's own choices.
+DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml", "overlays/demo.yaml"]
 
 
 def build_parser() -> argparse.ArgumentParser:
