@@ -29,7 +29,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 #: Programs a fresh shell on Linux or macOS has (the first word of a command).
 SHELL_COMMANDS = {"cat", "cd", "cp", "du", "export", "git", "head", "less", "ls", "mkdir", "open", "rm", "tail",
                   "time", "/usr/bin/time", "wc", "xdg-open", "nvidia-smi", "srun", "sbatch", "flock", "uptime",
-                  "ffmpeg", "pip", "python3"}
+                  "ffmpeg", "pip", "python3",
+                  # other projects' programs, in their own environment (the page says so)
+                  "nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_predict"}
 BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.S | re.M)
 
 
