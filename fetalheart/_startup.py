@@ -24,8 +24,8 @@ from pathlib import Path
 REEXEC_ENV = "FETALHEART_REEXEC"
 PTH_NAME = "fetalheart_shims.pth"
 #: One line: a .pth line starting with ``import`` is executed at start-up. It registers the hook only
-#: when this module can be found (another fetalheart on the path, or none, makes it a no-op).
-PTH_LINE = ("import importlib.util as _u; _u.find_spec('fetalheart._startup') and "
+#: when this module can be found (no fetalheart on the path, or one without it, makes it a no-op).
+PTH_LINE = ("import importlib.util as _u; _u.find_spec('fetalheart') and _u.find_spec('fetalheart._startup') and "
             "__import__('fetalheart._startup', fromlist=['_']).install_detectron2_hook()\n")
 
 
