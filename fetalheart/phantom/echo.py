@@ -66,16 +66,19 @@ _REFL, _ATT, _IMP = _LUT
 # Image model constants (sizes in units of the sector radius, so statistics do not depend on the
 # frame size); tuned against shared/reference/echo_statistics.json.
 PSF_AXIAL = 0.0055  # Gaussian sigma along the beam
-PSF_LATERAL = 0.016  # Gaussian sigma across the beam, radians (so it widens with depth on screen)
+PSF_LATERAL = 0.019  # Gaussian sigma across the beam at the focus, share of the radius
+FOCUS, FOCAL_ZONE = 0.5, 0.35  # focal depth and the depth over which the beam stays narrow
+PSF_BANDS = 12  # depth bands of the lateral PSF
 DEFOCUS = (3.5, 4.5)  # axial, lateral PSF widening of an out-of-focus probe
 ATTENUATION = 2.2  # round-trip attenuation of soft tissue over the full depth, nepers
 SPECULAR = 4.0  # peak coherent echo (re unit speckle) per unit of impedance step
-DYNAMIC_RANGE_DB = 62.0
-GAIN_DB = 55.0  # the envelope level (dB re unit speckle) shown as white
+DYNAMIC_RANGE_DB = 76.0
+GAIN_DB = 64.5  # the envelope level (dB re unit speckle) shown as white
 TEXTURE = 0.60  # std of the tissue texture, nepers
-GREY_KNEE, GREY_BOOST = 85.0, 0.7  # grey map: slope 1 below the knee, 1 + boost above
+TEXTURE_SIZE = 0.037  # its grain (coarse grid cell), share of the radius
+GREY_KNEE, GREY_BOOST = 85.0, 1.0  # grey map: slope 1 below the knee, 1 + boost above
 LOOKS = 6  # compounded looks (independent scatterer fields averaged in intensity, as scanners do)
-NOISE = 0.36  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
+NOISE = 0.17  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
 SPECKLE_KEY_EVERY = 4  # frames between independent scatterer realisations (decorrelation time)
 _POOL_PAD = 64  # key fields are windows of one larger field, shifted by up to this many pixels
 
@@ -116,17 +119,17 @@ def scatterers(seed: int, index: int, shape: tuple[int, int], look: int = 0) -> 
 
 
 @functools.lru_cache(maxsize=4)
-def _noise_field(seed: int, salt: int, shape: tuple[int, int], cell: int) -> np.ndarray:
+def _noise_field(seed: int, salt: int, shape: tuple[int, int], cell: tuple[int, int]) -> np.ndarray:
     """Smooth noise (about unit std) on a coarse grid with room to drift: tissue texture, smoke."""
     rng = np.random.default_rng([seed, salt])
-    small = rng.standard_normal((shape[0] // cell + 8, shape[1] // cell + 8)).astype(np.float32)
+    small = rng.standard_normal((shape[0] // cell[0] + 8, shape[1] // cell[1] + 8)).astype(np.float32)
     small = cv2.GaussianBlur(small, (0, 0), 1.0)
     return small / float(small.std())
 
 
-def _drifting(field: np.ndarray, shape: tuple[int, int], cell: int, dx: float, dy: float) -> np.ndarray:
+def _drifting(field: np.ndarray, shape: tuple[int, int], cell: tuple[int, int], dx: float, dy: float) -> np.ndarray:
     """The coarse ``field`` shifted by (dx, dy) coarse cells, upsampled to ``shape`` (one warp)."""
-    m = np.array([[1.0 / cell, 0, 4.0 + dx], [0, 1.0 / cell, 4.0 + dy]], np.float32)
+    m = np.array([[1.0 / cell[1], 0, 4.0 + dx], [0, 1.0 / cell[0], 4.0 + dy]], np.float32)
     return cv2.warpAffine(field, m, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REFLECT)  # fmt: skip
 
@@ -153,9 +156,11 @@ def beam_amplitude(materials: np.ndarray, sector: Sector, *, seed: int, t: float
     mat = cv2.remap(materials, *sector.to_beam, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     refl = _REFL[mat]
     # Tissue texture drifts with the probe; smoke (slow-flowing red cells) swirls faster.
-    cell = 12
+    # Cells are square on screen at mid-depth, where a scan line is about half a row apart.
+    cell = (max(2, round(TEXTURE_SIZE * sector.radius)), max(1, round(0.5 * TEXTURE_SIZE * sector.radius)))
     tex = _drifting(_noise_field(seed, 13, shape, cell), shape, cell, 0.4 * math.sin(0.9 * t + seed), 0.0)
-    smoke = _drifting(_noise_field(seed, 14, shape, 4), shape, 4, 2.0 * t, 1.3 * math.sin(1.7 * t))
+    smoke_cell = (max(2, round(0.012 * sector.radius)), max(1, round(0.006 * sector.radius)))
+    smoke = _drifting(_noise_field(seed, 14, shape, smoke_cell), shape, smoke_cell, 2.0 * t, 1.3 * math.sin(1.7 * t))
     blood = mat == BLOOD
     tex *= np.float32(TEXTURE)  # log-normal heterogeneity over a few grains
     cv2.exp(tex, dst=tex)
@@ -167,7 +172,7 @@ def beam_amplitude(materials: np.ndarray, sector: Sector, *, seed: int, t: float
     trans = np.cumsum(att, axis=0, dtype=np.float32)
     cv2.exp(-trans, dst=trans)
     # The beam has a width: a shadow's edges are as soft as the lateral PSF.
-    k = max(3, int(round(PSF_LATERAL * shape[1] / HALF_ANGLE)) | 1)
+    k = max(3, int(round(2.0 * lateral_width(1.0) * shape[1] / (2.0 * HALF_ANGLE))) | 1)
     trans = cv2.blur(trans, (k, 1))
     trans *= _tgc(sector)
     refl *= trans
@@ -183,27 +188,58 @@ def beam_amplitude(materials: np.ndarray, sector: Sector, *, seed: int, t: float
     return refl, spec
 
 
+def _gaussian(sigma: float) -> np.ndarray:
+    return cv2.getGaussianKernel(2 * int(math.ceil(3.0 * sigma)) + 1, sigma, cv2.CV_32F)
+
+
+def lateral_width(depth: np.ndarray | float) -> np.ndarray | float:
+    """Lateral PSF sigma on screen (share of the radius) at ``depth``: a focused beam, narrowest at
+    the focus, diverging beyond it (wider with depth) and aperture-limited above it."""
+    return PSF_LATERAL * np.sqrt(1.0 + ((np.asarray(depth) - FOCUS) / FOCAL_ZONE) ** 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _psf(sector: Sector, defocus: float) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]], np.ndarray]:
+    """(axial kernel, [(row0, row1, lateral kernel)] per depth band, per-row unit-variance factor).
+
+    A lateral-only filter acts on each row alone, so a depth-dependent lateral PSF is exact as one
+    constant kernel per band of rows: the cost of a single blur.
+    """
+    n_r, n_t = sector.beam_shape
+    sy = PSF_AXIAL * sector.radius * (1.0 + (DEFOCUS[0] - 1.0) * defocus)
+    edges = np.linspace(0, n_r, PSF_BANDS + 1).round().astype(int)
+    bands, norm = [], np.empty((n_r, 1), np.float32)
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        d = max(float(sector.beam_depth[(r0 + r1) // 2]), 0.05)
+        spacing = d * sector.radius * 2.0 * HALF_ANGLE / n_t  # pixels between scan lines at this depth
+        sx = min(lateral_width(d) * sector.radius / spacing, 0.25 * n_t) * (1.0 + (DEFOCUS[1] - 1.0) * defocus)
+        bands.append((int(r0), int(r1), _gaussian(sx)))
+        norm[r0:r1] = math.sqrt(4.0 * math.pi * sx * sy)  # a 2-D Gaussian's squared sum is 1/(4 pi sx sy)
+    return _gaussian(sy), bands, norm
+
+
 def beam_envelope(refl: np.ndarray, spec: np.ndarray, sector: Sector, *, seed: int, index: int,
                   defocus: float = 0.0) -> np.ndarray:
     """Envelope |PSF * (scatterers x amplitude + specular)| on the beam grid, ``LOOKS`` looks
     compounded in intensity; ``defocus`` 0..1 widens the PSF."""
-    sy = PSF_AXIAL * sector.radius * (1.0 + (DEFOCUS[0] - 1.0) * defocus)
-    sx = PSF_LATERAL * sector.beam_shape[1] / (2.0 * HALF_ANGLE) * (1.0 + (DEFOCUS[1] - 1.0) * defocus)
-    # Unit-variance speckle: a Gaussian kernel's squared sum is 1 / (4 pi sx sy).
-    norm = np.float32(math.sqrt(4.0 * math.pi * sx * sy))
+    ky, bands, norm = _psf(sector, float(defocus))
+    one = np.ones((1, 1), np.float32)
+    coherent = spec / norm  # specular peaks come out as designed after the unit-variance factor
     power = None
     for look in range(LOOKS):
         i, q = scatterers(seed, index, sector.beam_shape, look)
         i = cv2.multiply(i, refl)
         q = cv2.multiply(q, refl)
-        i += spec / norm
-        i = cv2.GaussianBlur(i, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
-        q = cv2.GaussianBlur(q, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
+        i += coherent
+        for f in (i, q):
+            cv2.sepFilter2D(f, -1, one, ky, dst=f, borderType=cv2.BORDER_REFLECT)  # axial
+            for r0, r1, kx in bands:  # lateral, one kernel per depth band
+                f[r0:r1] = cv2.sepFilter2D(f[r0:r1], -1, kx, one, borderType=cv2.BORDER_REFLECT)
         p = cv2.magnitude(i, q)
         p *= p
         power = p if power is None else cv2.add(power, p)
     env = cv2.sqrt(power)
-    env *= norm / np.float32(math.sqrt(LOOKS))
+    env *= norm * np.float32(1.0 / math.sqrt(LOOKS))
     return env
 
 
