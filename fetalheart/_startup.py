@@ -23,10 +23,37 @@ from pathlib import Path
 #: Set in the re-executed process, so a broken venv cannot make a tool re-execute forever.
 REEXEC_ENV = "FETALHEART_REEXEC"
 PTH_NAME = "fetalheart_shims.pth"
-#: One line: a .pth line starting with ``import`` is executed at start-up. It registers the hook only
-#: when this module can be found (no fetalheart on the path, or one without it, makes it a no-op).
-PTH_LINE = ("import importlib.util as _u; _u.find_spec('fetalheart') and _u.find_spec('fetalheart._startup') and "
-            "__import__('fetalheart._startup', fromlist=['_']).install_detectron2_hook()\n")
+
+#: The hook, as source: the ``.pth`` line runs it at start-up, this module runs it for
+#: :class:`Detectron2Hook`. It must import nothing at start-up (not even ``fetalheart``: that would
+#: pin the package to the checkout found then, before a tool puts its own checkout first on the path);
+#: when detectron2 is first looked up it imports ``fetalheart._compat`` from the path as it is then,
+#: and stays registered but inert (removing a finder while the import system iterates over
+#: ``sys.meta_path`` would make it skip the next one).
+HOOK_SOURCE = """\
+class Detectron2Hook:
+    active = True
+
+    def find_spec(self, name, path=None, target=None):
+        if self.active and name.partition(".")[0] == "detectron2":
+            self.active = False  # first: _compat itself looks detectron2 up
+            try:
+                import fetalheart._compat  # noqa: F401  (the shims, applied on import)
+            except ImportError:  # no fetalheart on this path: detectron2 imports as it would anyway
+                pass
+        return None  # the regular finders import the module
+
+
+def install_detectron2_hook():
+    import sys
+
+    if "detectron2" not in sys.modules and not any(type(f).__name__ == "Detectron2Hook" for f in sys.meta_path):
+        sys.meta_path.insert(0, Detectron2Hook())
+"""
+#: One line (a .pth line starting with ``import`` is executed at start-up).
+PTH_LINE = f"import sys; exec({HOOK_SOURCE + 'install_detectron2_hook()'!r}, {{}})\n"
+
+exec(HOOK_SOURCE)  # defines Detectron2Hook and install_detectron2_hook here too (one source)
 
 
 def checkout_venv_python(root: Path | None = None) -> Path:
@@ -48,29 +75,6 @@ def use_checkout_venv(script: str) -> None:
         return
     os.environ[REEXEC_ENV] = "1"
     os.execv(str(python), [str(python), str(script), *sys.argv[1:]])
-
-
-class Detectron2Hook:
-    """A ``sys.meta_path`` finder that applies the shims once, just before detectron2 is imported.
-
-    It finds nothing itself (the regular finders import the module) and stays registered but inert
-    afterwards: removing a finder while the import system iterates over ``sys.meta_path`` would
-    make it skip the next one."""
-
-    def __init__(self):
-        self.active = True
-
-    def find_spec(self, name, path=None, target=None):  # noqa: ARG002  (the finder protocol)
-        if self.active and (name == "detectron2" or name.startswith("detectron2.")):
-            self.active = False  # first: _compat itself looks detectron2 up
-            import fetalheart._compat  # noqa: F401  (applies the shims on import)
-        return None
-
-
-def install_detectron2_hook() -> None:
-    """Register :class:`Detectron2Hook` (idempotent; the ``.pth`` line calls this)."""
-    if "detectron2" not in sys.modules and not any(isinstance(f, Detectron2Hook) for f in sys.meta_path):
-        sys.meta_path.insert(0, Detectron2Hook())
 
 
 def install_pth(site_dir: str | Path | None = None) -> Path:
