@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.fetalheart-installed
+# The detectron2 shims for your own scripts in the venv (fetalheart/_startup.py): a .pth file, no first line needed.
+SHIMS := $(VENV)/.fetalheart-shims
 export PYTHONUNBUFFERED := 1
 
 .PHONY: demo test lint env bootstrap clean-venv
@@ -17,18 +19,22 @@ $(STAMP): setup.cfg requirements.txt tools/install_detectron2.sh
 	$(PY) -c "import fetalheart._compat, detectron2.engine"  # shims first, as every module that imports detectron2
 	@touch $(STAMP)
 
-bootstrap: $(STAMP)
+$(SHIMS): $(STAMP) fetalheart/_startup.py
+	$(PY) -m fetalheart._startup
+	@touch $(SHIMS)
 
-demo: $(STAMP)
+bootstrap: $(SHIMS)
+
+demo: $(SHIMS)
 	$(PY) tools/run_study.py --demo $(ARGS)
 
-test: $(STAMP)
+test: $(SHIMS)
 	$(PY) -m pytest $(ARGS)
 
-lint: $(STAMP)
+lint: $(SHIMS)
 	$(PY) -m ruff check fetalheart tools tests benchmarks
 
-env: $(STAMP)
+env: $(SHIMS)
 	$(PY) -m fetalheart.collect_env
 
 clean-venv:

@@ -6,13 +6,14 @@ was written on); YAML files, overlays and ``KEY VALUE`` overrides then set them.
 derives what follows from other keys: the schedule from the study's epochs, and ``MODEL.DEVICE``
 "auto" from the machine the config is used on.
 
-Two protocols ship (README, "Configuration"): the *study-faithful* base
+Two protocols ship (docs/training.md, "Configuration"): the *study-faithful* base
 (``Base-FetalHeart-MaskRCNN-R50-FPN.yaml``, every value sourced) and the *recommended* overlay
 (``overlays/recommended.yaml``). ``STUDY.PROTOCOL`` names the one a run used.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,24 @@ def protocol_overlays(protocol: str) -> list[str]:
     return list(PROTOCOL_OVERLAYS[protocol])
 
 
+#: The study-faithful base: what a protocol's defaults are resolved on (protocol_default).
+STUDY_FAITHFUL_BASE = "Base-FetalHeart-MaskRCNN-R50-FPN.yaml"
+
+
+@functools.cache
+def _protocol_cfg(protocol: str) -> CN:
+    return load_cfg(STUDY_FAITHFUL_BASE, overlays=protocol_overlays(protocol))
+
+
+def protocol_default(key: str) -> str:
+    """A key's value under each protocol, as help texts and docs state it ("0.7 study-faithful,
+    0.5 recommended", or one value when both agree): read from the configs, never written twice."""
+    values = {p: _get(_protocol_cfg(p), key) for p in PROTOCOL_OVERLAYS}
+    if len(set(map(repr, values.values()))) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{v} {p}" for p, v in values.items())
+
+
 def add_fetalheart_config(cfg: CN) -> None:
     """Add fetalheart's keys (with defaults) to a detectron2 config, in place.
 
@@ -127,7 +146,7 @@ def add_smp_config(cfg: CN) -> None:
     # so models of two families can be compared at one time budget. 0 = off.
     cfg.SOLVER.MAX_SECONDS = 0  # whole seconds
     # The checkpoint of a run that run_study evaluates and compare_runs reports. The U-Net recipe
-    # selects model_best.pth (lowest validation loss); Mask R-CNN reports model_final.pth (README, "Model selection").
+    # selects model_best.pth (lowest validation loss); Mask R-CNN reports model_final.pth (docs/training.md, "Model selection").
     cfg.TEST.REPORT_CHECKPOINT = "model_final.pth"
 
 
@@ -217,7 +236,7 @@ def _add_solver_keys(cfg: CN) -> None:
     cfg.SOLVER.CHECKPOINT_FRACTION = 0.25  # a checkpoint every quarter of training
     cfg.SOLVER.EARLY_STOP_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
     # model_best.pth: selected on DATASETS.TEST. Reporting numbers on that same split is optimistic:
-    # the study pipeline evaluates model_final.pth (README, "Model selection"). "" = off.
+    # the study pipeline evaluates model_final.pth (docs/training.md, "Model selection"). "" = off.
     cfg.SOLVER.BEST_CHECKPOINT_METRIC = ""
     cfg.SOLVER.BEST_CHECKPOINT_MODE = "max"
     # "sgd": detectron2's SGD weight decay WEIGHT_DECAY * w; "matterport": the gradient of Matterport's

@@ -24,6 +24,7 @@ PACKAGE = ROOT / "fetalheart"
 LAYERS = (
     "fetalheart",  # the package's face: __version__ only
     "fetalheart._compat",  # detectron2 shims
+    "fetalheart._startup",  # tools' switch into .venv; the .pth hook that applies the shims before detectron2
     "fetalheart.utils",
     "fetalheart.classes",
     "fetalheart.collect_env",  # provenance: versions, env.json

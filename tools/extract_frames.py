@@ -1,9 +1,14 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Extract curated frames (sampled, sharp, de-duplicated, cropped) from echo videos. See --help."""
 
 import sys
+from pathlib import Path
 
-from fetalheart.cli.extract_frames import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's fetalheart
+from fetalheart._startup import use_checkout_venv  # noqa: E402
+
+use_checkout_venv(__file__)  # outside .venv: run again with .venv/bin/python
+from fetalheart.cli.extract_frames import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,14 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Import nnU-Net predicted label maps as COCO results for tools/evaluate.py --predictions. See --help."""
 
 import sys
+from pathlib import Path
 
-from fetalheart.cli.import_nnunet import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's fetalheart
+from fetalheart._startup import use_checkout_venv  # noqa: E402
+
+use_checkout_venv(__file__)  # outside .venv: run again with .venv/bin/python
+from fetalheart.cli.import_nnunet import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

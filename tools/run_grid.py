@@ -1,9 +1,14 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Train every model of a grid (the study's 22), skipping finished runs. See --help."""
 
 import sys
+from pathlib import Path
 
-from fetalheart.cli.run_grid import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's fetalheart
+from fetalheart._startup import use_checkout_venv  # noqa: E402
+
+use_checkout_venv(__file__)  # outside .venv: run again with .venv/bin/python
+from fetalheart.cli.run_grid import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

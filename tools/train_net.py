@@ -1,9 +1,14 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Train or evaluate a fetal-heart Mask R-CNN (detectron2-style train_net). See --help."""
 
 import sys
+from pathlib import Path
 
-from fetalheart.cli.train_net import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's fetalheart
+from fetalheart._startup import use_checkout_venv  # noqa: E402
+
+use_checkout_venv(__file__)  # outside .venv: run again with .venv/bin/python
+from fetalheart.cli.train_net import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

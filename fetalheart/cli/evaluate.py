@@ -59,14 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_settings(p: argparse.ArgumentParser) -> None:
+    from fetalheart.config import protocol_default as d  # the defaults as the configs set them
+
     p.add_argument("--score-thresh", type=float, default=None,
-                   help="score threshold for IoU/Dice and instance counts (default: EVAL.SCORE_THRESH, 0.5)")
+                   help="score threshold for IoU/Dice and instance counts (default: the model config's "
+                        f"EVAL.SCORE_THRESH: {d('EVAL.SCORE_THRESH')})")
     p.add_argument("--study-map-mode", choices=("matterport", "corrected"), default=None,
-                   help="which mAP is the 'study mAP' (default: EVAL.STUDY_MAP_MODE, matterport); both are reported")
+                   help=f"which mAP is the 'study mAP' (default: EVAL.STUDY_MAP_MODE: {d('EVAL.STUDY_MAP_MODE')}); "
+                        "both are reported")
     p.add_argument("--study-map-min-score", type=float, default=None, metavar="S",
-                   help="score cut for both mAPs (default: EVAL.STUDY_MAP_MIN_SCORE, 0.7 = Matterport's "
-                        "DETECTION_MIN_CONFIDENCE)")
-    p.add_argument("--bootstrap", type=int, default=None, metavar="N", help="bootstrap resamples (default: EVAL.BOOTSTRAP_SAMPLES)")
+                   help=f"score cut for both mAPs (default: EVAL.STUDY_MAP_MIN_SCORE: {d('EVAL.STUDY_MAP_MIN_SCORE')}, "
+                        "Matterport's DETECTION_MIN_CONFIDENCE)")
+    p.add_argument("--bootstrap", type=int, default=None, metavar="N",
+                   help=f"bootstrap resamples (default: EVAL.BOOTSTRAP_SAMPLES: {d('EVAL.BOOTSTRAP_SAMPLES')})")
     p.add_argument("--boundary", action="store_true", help="also HD95 and ASSD per class (slower)")
 
 

@@ -26,6 +26,8 @@ Config overrides (KEY VALUE, e.g. MODEL.WEIGHTS W) and inputs may be given in an
 """
 
 def build_parser() -> argparse.ArgumentParser:
+    from fetalheart.config import protocol_default  # the default as the configs set it
+
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="CFG", help="the run's config.yaml")
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images, folders, videos; and config overrides such as MODEL.WEIGHTS W")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     p.add_argument("--score-thresh", type=float, default=None,
-                   help="keep predictions with score >= this (default: EVAL.SCORE_THRESH, 0.5)")
+                   help="keep predictions with score >= this (default: the model config's EVAL.SCORE_THRESH: "
+                        f"{protocol_default('EVAL.SCORE_THRESH')})")
     p.add_argument("--classes", default=None, help="comma-separated classes to keep, e.g. LV,RV (default: all)")
     p.add_argument("--batch", type=int, default=1, help="frames per model call (default 1)")
     p.add_argument("--every", type=int, default=1, help="videos: predict every N-th frame (default 1)")

@@ -1,4 +1,4 @@
-"""``run_grid GRID.yaml -o OUT``: train every model of a grid (the study's 22), skipping finished runs."""
+"""``run_grid --config-file GRID.yaml -o OUT``: train every model of a grid (the study's 22), skipping finished runs."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from fetalheart.utils.errors import FetalHeartError
 from tabulate import tabulate
 
 EPILOG = """examples:
-  tools/run_grid.py configs/study_grid.yaml -o output/study --dry-run
-  tools/run_grid.py configs/study_grid.yaml -o output/study --only 2,14 --seeds 0,1,2 DATASETS.ROOT data/coco
+  tools/run_grid.py --config-file configs/study_grid.yaml -o output/study --dry-run
+  tools/run_grid.py --config-file configs/study_grid.yaml -o output/study --only 2,14 --seeds 0,1,2 DATASETS.ROOT data/coco
   # the study's models under fetalheart's recommended protocol, 5-fold cross-validation
-  tools/run_grid.py configs/study_grid.yaml -o output/cv --protocol recommended --folds 5 DATASETS.ROOT data/coco5
+  tools/run_grid.py --config-file configs/study_grid.yaml -o output/cv --protocol recommended --folds 5 DATASETS.ROOT data/coco5
   # as many runs side by side as free GPU memory (or CPU cores) allow
-  tools/run_grid.py configs/study_grid.yaml -o output/study --max-parallel auto DATASETS.ROOT data/coco
+  tools/run_grid.py --config-file configs/study_grid.yaml -o output/study --max-parallel auto DATASETS.ROOT data/coco
   # on a Slurm cluster (submitit)
-  tools/run_grid.py configs/study_grid.yaml -o output/study --launcher slurm --slurm-partition gpu DATASETS.ROOT data/coco
+  tools/run_grid.py --config-file configs/study_grid.yaml -o output/study --launcher slurm --slurm-partition gpu DATASETS.ROOT data/coco
 
 A run whose config, overlays, overrides or dataset changed since it was trained is trained again
 (the old folder is moved to OUT/.stale/); --force retrains finished runs too.
@@ -35,7 +35,9 @@ A run whose config, overlays, overrides or dataset changed since it was trained 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_grid.py", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("grid", help="grid YAML (e.g. configs/study_grid.yaml)")
+    p.add_argument("--config-file", dest="grid_file", metavar="GRID.yaml",
+                   help="grid YAML (e.g. configs/study_grid.yaml); required")
+    p.add_argument("grid", nargs="?", help=argparse.SUPPRESS)  # the old spelling: the grid as the first argument
     p.add_argument("-o", "--output", required=True, help="folder for the runs (one sub-folder each)")
     add_int_list(p, "--only", "run numbers in the grid, e.g. 13,14")
     add_int_list(p, "--seeds", "train each model once per seed, e.g. 0,1,2 (sub-folders seedN)")
@@ -73,6 +75,11 @@ def _parse(argv) -> argparse.Namespace:
     if late:
         raise FetalHeartError(f"option {late[0]} after the KEY VALUE overrides: put options first")
     args = build_parser().parse_args(own)
+    if args.grid and args.grid_file and args.grid != args.grid_file:
+        raise FetalHeartError(f"two grids: --config-file {args.grid_file} and {args.grid}; give one")
+    args.grid = args.grid_file or args.grid
+    if not args.grid:
+        raise FetalHeartError("--config-file GRID.yaml is required (e.g. configs/study_grid.yaml)")
     args.opts = [*args.opts, *opts]
     if len(args.opts) % 2:
         raise FetalHeartError(f"config overrides come in KEY VALUE pairs, got {args.opts}")

@@ -20,7 +20,7 @@ from fetalheart.utils.errors import FetalHeartError
 import yaml
 
 EPILOG = """examples:
-  tools/run_study.py --demo                      # phantom videos -> ... -> outputs/demo/report.md (~10 min)
+  tools/run_study.py --demo                      # phantom videos -> ... -> outputs/demo/report.md (docs/demo.md)
   tools/run_study.py --demo --folds 3            # 3-fold cross-validation by video
   tools/run_study.py --demo --iters 40 -o /tmp/quick
   tools/run_study.py --config-file configs/study.yaml   # your LabelMe data, the study's 22 models
@@ -32,11 +32,11 @@ runs/.stale/). A rerun never deletes a file the pipeline did not write (labels s
 frames stop it with an error naming them): label extracted frames into OUTPUT/labelme.
 """
 
-#: Demo schedule on a 2-core laptop (README, "Measured figures": how it was chosen).
-DEMO_ITERS = 800
+#: Demo schedule on a 2-core laptop (docs/demo.md: the measured trade-off and why this point).
+DEMO_ITERS = 700
 DEMO_SIZE = 160
-#: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU.
-DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml"]
+#: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU, then the demo's own choices.
+DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml", "overlays/demo.yaml"]
 
 
 def build_parser() -> argparse.ArgumentParser:

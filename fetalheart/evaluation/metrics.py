@@ -1,6 +1,6 @@
 """IoU, Dice, instance matching, cluster-bootstrap CIs and boundary distances: the one place they are defined.
 
-Definitions (also in README and at the top of every report, see ``DEFINITIONS``):
+Definitions (at the top of every report and in docs/metrics.md, see ``DEFINITIONS``):
 
 * semantic, per image and class: A = union of predicted masks of that class with score >= the
   threshold, B = union of ground-truth masks of that class, both minus the image's ignore (crowd)

@@ -1,4 +1,9 @@
-"""Phantom geometry: the sector (fan), the heart model in local units, its pose on screen."""
+"""Phantom geometry: the sector (fan) and its beam grid, materials, the heart model, its pose on screen.
+
+Scenes are drawn as *material* maps (uint8 ids), not grey levels: the echo model
+(``fetalheart.phantom.echo``) turns each material into backscatter, attenuation and specular
+reflection, so the grey levels come out of the physics instead of being painted on.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,17 @@ import numpy as np
 
 HALF_ANGLE = math.radians(40.0)  # sector half-opening
 
-# Echogenicity (reflectivity before speckle, gain and log compression), 0 = anechoic.
-TISSUE, FLUID, LUNG, SKIN = 0.26, 0.025, 0.20, 0.85
-MYO, PERI, BLOOD, VALVE, VESSEL_WALL, BONE = 0.62, 0.95, 0.03, 0.95, 0.90, 1.25
+# Material ids (index into echo.MATERIALS). Drawn in painter's order into a uint8 canvas.
+TISSUE, FLUID, LUNG, SKIN, MYO, PERI, BLOOD, VALVE, VESSEL_WALL, BONE, LIVER, PLACENTA = range(12)
 
 
 class Sector:
-    """The fan-shaped field of view and the per-pixel maps that depend only on the frame size."""
+    """The fan-shaped field of view, its beam (polar) grid and the maps between the two.
+
+    The beam grid has one row per pixel of depth and one column (scan line) per two pixels of arc
+    at the deepest row: the echo physics (point-spread function, attenuation along each beam, shadows) is
+    separable there, and one ``cv2.remap`` each way (scan conversion) links it to the image.
+    """
 
     def __init__(self, size: tuple[int, int]):
         w, h = size
@@ -38,23 +47,23 @@ class Sector:
         self.soft = aa.astype(np.float32) / 255.0  # anti-aliased fan edge for display
         ys, xs = np.nonzero(aa)  # every visible fan pixel, anti-aliased edge included
         self.bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-        # Depth (radius from the apex) drives attenuation, TGC and the depth-dependent blur.
+        self.width = 2.0 * radius * math.sin(HALF_ANGLE)  # sector width: the unit of echo_stats' sizes
+        # Beam grid: rows = depth 0..radius (one per pixel), columns = scan lines from -HALF to +HALF,
+        # one per two pixels of arc at full depth (the lateral PSF is several lines wide anyway).
+        n_r, n_t = int(math.ceil(radius)), int(math.ceil(HALF_ANGLE * radius))
+        self.beam_shape = (n_r, n_t)
+        r = (np.arange(n_r, dtype=np.float32) + 0.5) * np.float32(radius / n_r)
+        th = -HALF_ANGLE + (np.arange(n_t, dtype=np.float32) + 0.5) * np.float32(2.0 * HALF_ANGLE / n_t)
+        self.beam_depth = (r / radius).astype(np.float32)  # per row, 0..1
+        bx = (self.apex[0] + r[:, None] * np.sin(th)[None, :]).astype(np.float32)
+        by = (self.apex[1] + r[:, None] * np.cos(th)[None, :]).astype(np.float32)
+        self.to_beam = cv2.convertMaps(bx, by, cv2.CV_16SC2)  # fixed-point maps: remap is ~2x faster
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        depth = np.hypot(xx - self.apex[0], yy - self.apex[1]) / radius
-        self.depth = depth
-        att = np.exp(-1.6 * depth)  # round-trip attenuation
-        tgc = np.exp(1.25 * depth) * (1.0 + 0.08 * np.sin(7.0 * depth))  # imperfect TGC: slight bands
-        self.gain = (att * tgc * 1.15).astype(np.float32)
-        self.blur_weight = np.clip((depth - 0.15) / 0.8, 0.0, 1.0).astype(np.float32)
-        # Fan edge and the log-compression scale in one display multiplier.
-        self.display = self.soft * np.float32(255.0 / math.log1p(24.0 * 1.1))
-        # Low-resolution polar coordinates for shadows (smooth, so 1/4 resolution is plenty).
-        qh, qw = (h + 3) // 4, (w + 3) // 4
-        qy, qx = np.mgrid[0:qh, 0:qw].astype(np.float32) * 4 + 1.5
-        self.q_shape = (qh, qw)
-        self.q_angle = np.arctan2(qx - self.apex[0], qy - self.apex[1])
-        self.q_radius = np.hypot(qx - self.apex[0], qy - self.apex[1])
-        self.gain_q = cv2.resize(self.gain, (qw, qh), interpolation=cv2.INTER_AREA)
+        rr = np.hypot(xx - self.apex[0], yy - self.apex[1])
+        tt = np.arctan2(xx - self.apex[0], yy - self.apex[1])
+        ix = (tt + HALF_ANGLE) * np.float32(n_t / (2.0 * HALF_ANGLE)) - 0.5
+        iy = rr * np.float32(n_r / radius) - 0.5
+        self.to_image = cv2.convertMaps(ix.astype(np.float32), iy.astype(np.float32), cv2.CV_16SC2)
 
     def point(self, depth: float, angle: float) -> tuple[float, float]:
         """Image coordinates of a point at ``depth`` (fraction of radius) on the ray at ``angle``."""
@@ -79,40 +88,52 @@ def ellipse(cu: float, cv: float, a: float, b: float, n: int = 48, rot: float = 
     return np.stack([cu + c * u - s * v, cv + s * u + c * v], 1)
 
 
-def _half_ellipse(cu: float, base: float, a: float, height: float, n: int = 40) -> np.ndarray:
-    """A ventricle: flat base at v=base, rounded apex at v=base+height (a bullet shape)."""
-    t = np.linspace(0.0, math.pi, n)
-    return np.stack([cu + a * np.cos(t), base + height * np.sin(t) ** 0.9], 1)
+@functools.lru_cache(maxsize=8)
+def _catmull_rom_basis(k: int, per_segment: int) -> np.ndarray:
+    """(k * per_segment, k) weights: a closed Catmull-Rom curve through k control points is ``B @ P``.
+
+    The curve is linear in its control points, so moving chambers cost one small matrix product.
+    """
+    t = np.arange(per_segment) / per_segment
+    w = 0.5 * np.stack([-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, -(t**2) + t**3], 1)
+    basis = np.zeros((k * per_segment, k))
+    for i in range(k):
+        rows = slice(i * per_segment, (i + 1) * per_segment)
+        for j, off in enumerate((-1, 0, 1, 2)):
+            basis[rows, (i + off) % k] += w[:, j]
+    return basis
 
 
-def _atrium(cu: float, cv: float, a: float, b: float, top: float) -> np.ndarray:
-    pts = ellipse(cu, cv, a, b, 48)
-    pts[:, 1] = np.minimum(pts[:, 1], top)  # flattened where it meets the valve plane
-    return pts
+def smooth_closed(ctrl: np.ndarray, per_segment: int = 5) -> np.ndarray:
+    """A smooth closed curve through the control points (counter-clockwise or not, as given)."""
+    return _catmull_rom_basis(len(ctrl), per_segment) @ ctrl
+
+
+def offset_curve(pts: np.ndarray, d: float) -> np.ndarray:
+    """A closed curve moved outward by ``d`` along its normals (a wall around a chamber)."""
+    tang = np.roll(pts, -1, 0) - np.roll(pts, 1, 0)
+    n = np.stack([tang[:, 1], -tang[:, 0]], 1) / (np.hypot(tang[:, 0], tang[:, 1])[:, None] + 1e-12)
+    area = 0.5 * float(np.sum(pts[:, 0] * np.roll(pts[:, 1], -1) - np.roll(pts[:, 0], -1) * pts[:, 1]))
+    return pts + (d if area < 0 else -d) * n
+
+
+def leaflet(hinge, tip, bend: np.ndarray, t_base: float, t_tip: float, n: int = 9) -> np.ndarray:
+    """A thin curved leaflet from ``hinge`` to ``tip``: a centreline bent by ``bend`` (the Bezier
+    control point's offset from the chord's middle), thickness tapering from base to tip."""
+    hinge, tip = np.asarray(hinge, float), np.asarray(tip, float)
+    ctrl = 0.5 * (hinge + tip) + bend
+    s = np.linspace(0.0, 1.0, n)[:, None]
+    c = (1 - s) ** 2 * hinge + 2 * (1 - s) * s * ctrl + s**2 * tip  # quadratic Bezier
+    tang = np.gradient(c, axis=0)
+    nrm = np.stack([-tang[:, 1], tang[:, 0]], 1) / (np.hypot(tang[:, 0], tang[:, 1])[:, None] + 1e-12)
+    half = (0.5 * (t_base * (1 - s) + t_tip * s)) * nrm
+    return np.concatenate([c + half, (c - half)[::-1]])
 
 
 def _strip(p0: np.ndarray, p1: np.ndarray, thick: float) -> np.ndarray:
     d = p1 - p0
     n = np.array([-d[1], d[0]]) / (np.hypot(*d) + 1e-12) * thick / 2.0
     return np.array([p0 + n, p1 + n, p1 - n, p0 - n])
-
-
-def _leaflets(h0: tuple[float, float], h1: tuple[float, float], opening: float, toward: float, thick: float):
-    """Two valve leaflets hinged at h0 and h1: closed they meet mid-way, open they swing by ``opening``.
-
-    ``toward`` (+1 / -1) is the side (+v / -v) the leaflets open into.
-    """
-    h0, h1 = np.asarray(h0, float), np.asarray(h1, float)
-    span = h1 - h0
-    length = np.hypot(*span) / 2.0 * 1.06  # a little overlap: closed leaflets form one band
-    e = span / np.hypot(*span)
-    n = np.array([-e[1], e[0]]) * toward
-    if n[1] * toward < 0:
-        n = -n
-    alpha = opening * math.radians(65.0)
-    d0 = e * math.cos(alpha) + n * math.sin(alpha)
-    d1 = -e * math.cos(alpha) + n * math.sin(alpha)
-    return [_strip(h0, h0 + length * d0, thick), _strip(h1, h1 + length * d1, thick)]
 
 
 def _bump(x: float, start: float, end: float) -> float:
@@ -122,29 +143,99 @@ def _bump(x: float, start: float, end: float) -> float:
     return math.sin(math.pi * (x - start) / (end - start)) ** 2
 
 
+# Four-chamber template (local units, crux at the origin, v toward the cardiac apex), traced from
+# the usual apical four-chamber drawing: a long bullet-shaped LV, a shorter, wider and more
+# triangular RV, atria below the valve plane that leave room for the aortic root between them.
+_LV = np.array([[0.10, 0.06], [0.09, 0.38], [0.14, 0.72], [0.24, 0.98], [0.38, 1.10], [0.53, 1.04], [0.68, 0.82],
+                [0.80, 0.52], [0.86, 0.24], [0.84, 0.06], [0.47, 0.05]])  # fmt: skip
+_RV = np.array([[-0.10, 0.08], [-0.47, 0.09], [-0.88, 0.08], [-0.93, 0.24], [-0.84, 0.48], [-0.66, 0.70],
+                [-0.46, 0.84], [-0.30, 0.84], [-0.17, 0.64], [-0.10, 0.38]])  # fmt: skip
+_LA = np.array([[0.10, -0.06], [0.20, -0.16], [0.21, -0.40], [0.26, -0.62], [0.42, -0.76], [0.62, -0.74],
+                [0.80, -0.58], [0.88, -0.32], [0.84, -0.06], [0.47, -0.05]])  # fmt: skip
+_RA = np.array([[-0.10, -0.08], [-0.52, -0.07], [-0.92, -0.08], [-1.00, -0.34], [-0.92, -0.64], [-0.68, -0.82],
+                [-0.42, -0.80], [-0.24, -0.62], [-0.20, -0.40], [-0.19, -0.16]])  # fmt: skip
+
+
 class Heart:
     """Geometry of one heart (plus its thorax, descending aorta and spine) in local units.
 
     Local frame: u to the heart's right on screen (RV/RA side negative), v toward the cardiac
     apex (toward the transducer). The crux (where septum meets the AV valves) is the origin.
+    ``valve_thickness`` is the leaflets' thinnest part in local units (the caller knows the scale).
     """
 
-    def __init__(self, rng: np.random.Generator):
-        j = lambda: 1.0 + 0.06 * (2.0 * rng.random() - 1.0)  # noqa: E731 - anatomical variability
-        self.rv = dict(cu=-0.48 * j(), a=0.37 * j(), L=0.92 * j())
-        self.lv = dict(cu=0.48 * j(), a=0.37 * j(), L=1.08 * j())
-        self.ra = dict(cu=-0.54 * j(), cv=-0.46, a=0.35 * j(), b=0.39 * j())
-        self.la = dict(cu=0.54 * j(), cv=-0.44, a=0.34 * j(), b=0.37 * j())
-        self.v_tv, self.v_mv = 0.05, -0.01  # tricuspid inserts slightly more apically
+    def __init__(self, rng: np.random.Generator, valve_thickness: float = 0.07):
+        def jitter(shape: np.ndarray, amount: float = 0.04) -> np.ndarray:
+            s = 1.0 + 0.06 * (2.0 * rng.random(2) - 1.0)  # anatomical variability: size ...
+            return shape * s + amount * (2.0 * rng.random(shape.shape) - 1.0) * 0.5  # ... and outline
+
+        self.lv, self.rv, self.la, self.ra = jitter(_LV), jitter(_RV), jitter(_LA), jitter(_RA)
+        j = lambda: 1.0 + 0.06 * (2.0 * rng.random() - 1.0)  # noqa: E731
         self.ao = dict(cu=0.30 * j(), cv=-1.22, r=0.17 * j())
         self.spine = dict(cu=-0.04, cv=-1.62, a=0.30 * j(), b=0.21 * j())
-        self.hr = 130.0 + 25.0 * rng.random()  # fetal heart rate, beats per minute
+        self.hr = 120.0 + 40.0 * rng.random()  # fetal heart rate, beats per minute
         self.phase0 = rng.random()
+        # The descending aorta runs obliquely to the scan plane: as the probe drifts, the plane cuts
+        # it through its axis (a long oval), off-axis (a narrower oval) or nearly tangentially.
+        self.ao_freq, self.ao_phase = 0.15 + 0.2 * rng.random(), 2 * math.pi * rng.random()
+        self.ao_tilt = math.radians(35.0 + 30.0 * rng.random())
+        self.valve_thickness = valve_thickness
+        self.wall = 0.10 * j()
 
-    def shapes(self, t: float) -> tuple[list[tuple[np.ndarray, float]], dict[str, list[np.ndarray]], list[tuple[str, str]]]:
+    def _ventricle(self, ctrl: np.ndarray, systole: float) -> np.ndarray:
+        """Contract about the base centre: ~20% shorter across, ~9% shorter base-to-apex at end systole."""
+        cu = 0.5 * (ctrl[:, 0].min() + ctrl[:, 0].max())
+        out = ctrl.copy()
+        out[:, 0] = cu + (ctrl[:, 0] - cu) * (1.0 - 0.20 * systole)
+        out[:, 1] = ctrl[:, 1] * (1.0 - 0.09 * systole)
+        return smooth_closed(out)
+
+    @staticmethod
+    def _atrium(ctrl: np.ndarray, fill: float) -> np.ndarray:
+        cu, cv = ctrl[:, 0].mean(), ctrl[:, 1].mean()
+        k = 1.0 + 0.10 * fill
+        out = ctrl.copy()
+        out[:, 0] = cu + (ctrl[:, 0] - cu) * k
+        out[:, 1] = np.minimum(cv + (ctrl[:, 1] - cv) * k, ctrl[:, 1].max())  # the valve plane stays put
+        return smooth_closed(out)
+
+    def _leaflets(self, h0, h1, opening: float, toward: float, length: float = 0.53) -> list[np.ndarray]:
+        """Two leaflets hinged at h0 and h1: closed they meet mid-way (bulging back), open they swing
+        by ~75 degrees into the side ``toward`` (+1: +v, -1: -v) and lie along the walls."""
+        h0, h1 = np.asarray(h0, float), np.asarray(h1, float)
+        span = h1 - h0
+        e = span / np.hypot(*span)
+        n = np.array([-e[1], e[0]])
+        if n[1] * toward < 0:
+            n = -n
+        ell = length * np.hypot(*span)
+        out = []
+        for hinge, sign in ((h0, 1.0), (h1, -1.0)):
+            alpha = math.radians(-12.0 + 87.0 * opening)  # closed: slightly back (billowing), open: wide
+            tip = hinge + ell * (sign * e * math.cos(alpha) + n * math.sin(alpha))
+            # Closed: the leaflet bellies back toward where the blood pushes it; open: it curves
+            # toward the wall it lies along.
+            bend = ell * (-0.16 * (1.0 - opening) * n + 0.10 * opening * (-sign) * e)
+            t = self.valve_thickness
+            out.append(leaflet(hinge, tip, bend, 1.5 * t, t))
+        return out
+
+    def aorta(self, t: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(outer wall, lumen, wall material weight) of the descending aorta as the plane cuts it now."""
+        z = 0.75 * math.sin(2 * math.pi * self.ao_freq * t + self.ao_phase)  # axis offset / radius
+        r = self.ao["r"]
+        across = r * math.sqrt(max(1.0 - z * z, 0.12))
+        along = min(across / max(math.cos(self.ao_tilt + 0.3 * z), 0.3), 2.6 * across)
+        rot = 0.35
+        wall = 0.035 + 0.05 * abs(z)  # a tangential cut through the wall looks thicker
+        outer = ellipse(self.ao["cu"], self.ao["cv"], along, across, 40, rot)
+        lumen = ellipse(self.ao["cu"], self.ao["cv"], max(along - wall, 0.02), max(across - wall, 0.02), 40, rot)
+        return outer, lumen, abs(z)
+
+    def shapes(self, t: float) -> tuple[list[tuple[np.ndarray, int]], dict[str, list[np.ndarray]], list[tuple[str, str]]]:
         """(render layers, structures, carve list) at time ``t`` seconds, in local units.
 
-        Render layers are (polygon, echogenicity) drawn in order; structures map each class to
+        Render layers are (polygon, material) drawn in order; structures map each class to
         its polygons; carve says which structure's mask is removed from which (leaflets that
         swing into a chamber belong to the valve, not to the chamber).
         """
@@ -153,68 +244,65 @@ class Heart:
         atrial_kick = _bump(p, 0.78, 1.0)
         av_open = _bump(p, 0.44, 0.98) ** 0.5  # AV valves open in diastole
         sl_open = _bump(p, 0.03, 0.37) ** 0.5  # semilunar valves open in systole
-        kv = 1.0 - 0.13 * systole
-        ka = 1.0 + 0.07 * systole - 0.09 * atrial_kick
-        g = 0.05  # half-gap between atrium and ventricle at the valve plane
-        tv, mv = self.v_tv, self.v_mv
-        rv = _half_ellipse(self.rv["cu"], tv + g, self.rv["a"] * kv, self.rv["L"] * kv)
-        lv = _half_ellipse(self.lv["cu"], mv + g, self.lv["a"] * kv, self.lv["L"] * kv)
-        ra = _atrium(self.ra["cu"], self.ra["cv"], self.ra["a"] * ka, self.ra["b"] * ka, tv - g)
-        la = _atrium(self.la["cu"], self.la["cv"], self.la["a"] * ka, self.la["b"] * ka, mv - g)
-        thick = 0.045
-        tv_orifice, tv_leaf, mv_orifice, mv_leaf = self._av_valves(g, av_open, thick)
-        # Aortic root between the atria (as in a slightly tilted 4-chamber view), pulmonary root
-        # beside the right ventricle; both with cusps that open in systole.
-        av_c, av_r = (0.02, -0.25), 0.105
-        pv_c, pv_r = (-1.06, 0.40), 0.10
-        wall = 0.04
-        av_leaf = _leaflets((av_c[0] - av_r, av_c[1]), (av_c[0] + av_r, av_c[1]), sl_open, -1, thick * 0.9)
-        pv_leaf = _leaflets((pv_c[0], pv_c[1] - pv_r), (pv_c[0], pv_c[1] + pv_r), sl_open, -1, thick * 0.9)
-        ao_r = self.ao["r"] * (1.0 + 0.05 * systole)
-        ao_c = (self.ao["cu"], self.ao["cv"])
+        lv, rv = self._ventricle(self.lv, systole), self._ventricle(self.rv, systole)
+        la, ra = self._atrium(self.la, systole - atrial_kick), self._atrium(self.ra, systole - atrial_kick)
+        wall = self.wall * (1.0 + 0.35 * systole)  # walls thicken as they contract
+        # AV valves: hinges at the annulus, orifice = blood across the gap between atrium and ventricle.
+        tv_l, tv_r = float(self.rv[:, 0].min()) + 0.05, -0.12
+        mv_l, mv_r = 0.12, float(self.lv[:, 0].max()) - 0.05
+        tv_v, mv_v = 0.02, -0.005  # the tricuspid inserts slightly more apically
+        tv_leaf = self._leaflets((tv_l, tv_v), (tv_r, tv_v), av_open, +1)
+        mv_leaf = self._leaflets((mv_l, mv_v), (mv_r, mv_v), av_open, +1)
+        tv_orifice = np.array([[tv_l, -0.12], [tv_r, -0.12], [tv_r, 0.14], [tv_l, 0.14]])
+        mv_orifice = np.array([[mv_l, -0.12], [mv_r, -0.12], [mv_r, 0.14], [mv_l, 0.14]])
+        # Aortic root between the atria (a slightly tilted four-chamber view), pulmonary root beside
+        # the RV; cusps open in systole. The root comes in and out of the plane with the probe drift.
+        ao_z = 0.5 + 0.5 * math.sin(2 * math.pi * self.ao_freq * 0.7 * t + self.ao_phase + 1.0)
+        av_c, av_r = (0.0, -0.27), 0.075 + 0.03 * ao_z
+        pv_c, pv_r = (-1.08, 0.42), 0.10
+        vwall = 0.04
+        av_leaf = self._leaflets((av_c[0] - av_r, av_c[1]), (av_c[0] + av_r, av_c[1]), sl_open, -1, 0.55)
+        pv_leaf = self._leaflets((pv_c[0] + 0.02, pv_c[1] - pv_r), (pv_c[0] - 0.02, pv_c[1] + pv_r), sl_open, -1, 0.55)
+        ao_outer, ao_lumen, _ = self.aorta(t)
         spine = ellipse(self.spine["cu"], self.spine["cv"], self.spine["a"], self.spine["b"], 40)
-        outline = ellipse(0.0, 0.16, 1.0, 1.22, 64)
+        chambers = (rv, lv, ra, la)
+        # Moderator band: a muscle bundle across the RV near its apex (inside the RV's outline).
+        mb_v = 0.55 * float(rv[:, 1].max())
+        mb = _strip(np.array([float(rv[:, 0].min()) + 0.15, mb_v + 0.05]), np.array([-0.13, mb_v - 0.03]), 0.05)
         layers = [
-            (ellipse(0.0, 0.16, 1.07, 1.29, 64), PERI),
-            (outline, MYO),
-            (rv, BLOOD), (lv, BLOOD), (ra, BLOOD), (la, BLOOD),
+            *[(offset_curve(c, wall + 0.05), PERI) for c in chambers],
+            *[(offset_curve(c, wall), MYO) for c in chambers],
+            *[(c, BLOOD) for c in chambers],
+            (mb, MYO),
             (tv_orifice, BLOOD), (mv_orifice, BLOOD),
             *[(q, VALVE) for q in tv_leaf + mv_leaf],
-            (ellipse(*av_c, av_r + wall, av_r + wall, 32), VESSEL_WALL),
+            (ellipse(*av_c, av_r + vwall, av_r + vwall, 32), VESSEL_WALL),
             (ellipse(*av_c, av_r, av_r, 32), BLOOD),
-            (ellipse(*pv_c, pv_r + wall, pv_r + wall, 32), VESSEL_WALL),
+            (ellipse(*pv_c, pv_r + vwall, pv_r + vwall, 32), VESSEL_WALL),
             (ellipse(*pv_c, pv_r, pv_r, 32), BLOOD),
             *[(q, VALVE) for q in av_leaf + pv_leaf],
-            (ellipse(*ao_c, ao_r, ao_r, 40), VESSEL_WALL),
-            (ellipse(*ao_c, ao_r - 0.045, ao_r - 0.045, 40), BLOOD),
+            (ao_outer, VESSEL_WALL),
+            (ao_lumen, BLOOD),
             (spine, BONE),
         ]
         structures = {
             "LA": [la], "RA": [ra], "LV": [lv], "RV": [rv],
             "TV": tv_leaf, "PV": pv_leaf, "MV": mv_leaf, "AV": av_leaf,
-            "Ao": [ellipse(*ao_c, ao_r, ao_r, 40)], "Spine": [spine],
+            "Ao": [ao_outer], "Spine": [spine],
         }  # fmt: skip
         carve = [("RV", "TV"), ("RA", "TV"), ("LV", "MV"), ("LA", "MV")]
         return layers, structures, carve
 
-    def _av_valves(self, g: float, opening: float, thick: float) -> tuple[np.ndarray, list, np.ndarray, list]:
-        """Tricuspid and mitral orifices (blood from annulus to annulus) and their leaflets."""
-        tv, mv = self.v_tv, self.v_mv
-        tv_l, tv_r = self.rv["cu"] - self.rv["a"] * 0.92, self.rv["cu"] + self.rv["a"] * 0.85
-        mv_l, mv_r = self.lv["cu"] - self.lv["a"] * 0.85, self.lv["cu"] + self.lv["a"] * 0.92
-        tv_orifice = np.array([[tv_l, tv - g - 0.02], [tv_r, tv - g - 0.02], [tv_r, tv + g + 0.02], [tv_l, tv + g + 0.02]])
-        mv_orifice = np.array([[mv_l, mv - g - 0.02], [mv_r, mv - g - 0.02], [mv_r, mv + g + 0.02], [mv_l, mv + g + 0.02]])
-        tv_leaf = _leaflets((tv_l, tv), (tv_r, tv), opening, +1, thick)
-        mv_leaf = _leaflets((mv_l, mv), (mv_r, mv), opening, +1, thick)
-        return tv_orifice, tv_leaf, mv_orifice, mv_leaf
-
     @staticmethod
-    def thorax() -> list[tuple[np.ndarray, float]]:
-        """Amniotic fluid around the fetus, skin/ribs, lungs: drawn before any heart."""
+    def thorax() -> list[tuple[np.ndarray, int]]:
+        """Amniotic fluid around the fetus, skin, lungs and two ribs: drawn before any heart."""
+        ribs = [ellipse(1.72 * math.cos(a), -0.25 + 1.72 * math.sin(a), 0.16, 0.07, 16, a + math.pi / 2)
+                for a in (math.radians(25.0), math.radians(160.0))]  # fmt: skip
         return [
             (ellipse(0.0, -0.25, 2.2, 2.05, 64), FLUID),
             (ellipse(0.0, -0.25, 1.8, 1.8, 64), SKIN),
             (ellipse(0.0, -0.25, 1.72, 1.72, 64), LUNG),
+            *[(r, BONE) for r in ribs],
         ]
 
 

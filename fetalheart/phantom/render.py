@@ -1,4 +1,4 @@
-"""Rendering one phantom frame: echogenicity, texture, gain, shadows, speckle, blur, overlays."""
+"""Rendering one phantom frame: the scene as a material map, the echo model, the margin overlays."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from fetalheart.phantom.anatomy import (
     BLOOD,
     BONE,
     FLUID,
+    HALF_ANGLE,
+    LIVER,
+    PLACENTA,
     SKIN,
     TISSUE,
     Heart,
@@ -21,87 +24,13 @@ from fetalheart.phantom.anatomy import (
     to_fixed_point,
     to_image,
 )
+from fetalheart.phantom.echo import echo_image
 from fetalheart.phantom.groundtruth import labelme_shapes
 from fetalheart.phantom.schedule import CATEGORIES, normalise_proportions, schedule_runs
 from fetalheart.utils.errors import FetalHeartError
 
 import cv2
 import numpy as np
-
-_SPECKLE_KEY_EVERY = 4  # frames between independent speckle realisations (decorrelation time)
-
-_POOL_PAD = 96  # key fields are windows of one larger field, shifted by up to this many pixels
-
-
-@functools.lru_cache(maxsize=2)
-def _speckle_pool(seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A complex Gaussian scatter field (I, Q) with a laterally elongated grain, unit variance.
-
-    Generated once per seed; each speckle key frame is a window of it at a random offset. The
-    grain is ~2 pixels, so windows a few pixels apart are uncorrelated: the cost of drawing
-    ~2M normals is paid once per video instead of once per key.
-    """
-    w, h = size
-    rng = np.random.default_rng([seed, 11])
-    field = rng.standard_normal((2, h + _POOL_PAD, w + _POOL_PAD), dtype=np.float32)
-    kx, ky = cv2.getGaussianKernel(13, 1.3, cv2.CV_64F), cv2.getGaussianKernel(7, 0.7, cv2.CV_64F)
-    norm = np.float32(1.0 / math.sqrt(float((kx**2).sum() * (ky**2).sum())))  # unit variance after blur
-    out = []
-    for comp in field:
-        b = cv2.GaussianBlur(comp, (13, 7), sigmaX=1.3, sigmaY=0.7)
-        b *= norm
-        out.append(b)
-    return out[0], out[1]
-
-
-def _speckle_key(seed: int, key: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    w, h = size
-    i_pool, q_pool = _speckle_pool(seed, size)
-    rng = np.random.default_rng([seed, key, 12])
-    ox, oy = (int(v) for v in rng.integers(0, _POOL_PAD, size=2))
-    # Swapping I and Q on odd keys decorrelates keys whose windows happen to land close together.
-    i, q = i_pool[oy : oy + h, ox : ox + w], q_pool[oy : oy + h, ox : ox + w]
-    return (q, i) if key % 2 else (i, q)
-
-
-def _speckle(seed: int, index: int, size: tuple[int, int]) -> np.ndarray:
-    """Rayleigh speckle amplitude (mean 1) that decorrelates smoothly over a few frames.
-
-    Interpolating between independent key fields on a quarter circle keeps the variance, so
-    the statistics are stationary while consecutive frames stay partly correlated.
-    """
-    k, f = divmod(index, _SPECKLE_KEY_EVERY)
-    w = 0.5 * math.pi * f / _SPECKLE_KEY_EVERY
-    i0, q0 = _speckle_key(seed, k, size)
-    if f == 0:
-        i, q = np.ascontiguousarray(i0), np.ascontiguousarray(q0)
-    else:
-        i1, q1 = _speckle_key(seed, k + 1, size)
-        c, s = math.cos(w), math.sin(w)
-        i = cv2.addWeighted(i0, c, i1, s, 0.0)
-        q = cv2.addWeighted(q0, c, q1, s, 0.0)
-    return cv2.magnitude(i, q) * np.float32(math.sqrt(2.0 / math.pi))
-
-
-@functools.lru_cache(maxsize=4)
-def _texture(seed: int, size: tuple[int, int]) -> np.ndarray:
-    """Smooth tissue texture in about [-1, 1] at 1/16 resolution, with room for drift."""
-    w, h = size
-    rng = np.random.default_rng([seed, 13])
-    small = rng.standard_normal((h // 16 + 8, w // 16 + 8)).astype(np.float32)
-    small = cv2.GaussianBlur(small, (0, 0), 1.2)
-    return small / (3.0 * float(small.std()))
-
-
-def _shadow(sector: Sector, center: tuple[float, float], half_width: float, strength: float) -> np.ndarray:
-    """Acoustic shadow behind a strong reflector, along the beam (low resolution multiplier)."""
-    cx, cy = center
-    ang = math.atan2(cx - sector.apex[0], cy - sector.apex[1])
-    r = math.hypot(cx - sector.apex[0], cy - sector.apex[1])
-    half = math.atan2(half_width, max(r, 1.0))
-    edge = np.clip((half - np.abs(sector.q_angle - ang)) / (0.35 * half) , 0.0, 1.0)
-    behind = np.clip((sector.q_radius - r) / (0.6 * half_width), 0.0, 1.0)
-    return 1.0 - strength * edge * behind
 
 
 @functools.lru_cache(maxsize=8)
@@ -168,11 +97,21 @@ def _draw_text(img: np.ndarray, layout: dict, t: float, parts=("text", "calipers
                 cv2.putText(img, str(k), (rx + 3 * tick, yy + 4), font, scale * 0.8, white, thick, cv2.LINE_AA)
 
 
-def _fill(canvas: np.ndarray, pts: np.ndarray, value: float) -> None:
-    cv2.fillPoly(canvas, [to_fixed_point(pts)], float(value), cv2.LINE_8, shift=4)
+def _fill(canvas: np.ndarray, pts: np.ndarray, material: int) -> None:
+    cv2.fillPoly(canvas, [to_fixed_point(pts)], int(material), cv2.LINE_8, shift=4)
 
 
-def _no_heart_scene(canvas, rng, sector: Sector, t: float, shadows: list) -> None:
+def _maternal_wall(canvas: np.ndarray, sector: Sector, t: float) -> None:
+    """Layers of the mother's abdominal wall under the probe: skin, fat, fascia, muscle (bright lines)."""
+    ang = np.linspace(-HALF_ANGLE - 0.1, HALF_ANGLE + 0.1, 40)
+    for k, (d0, d1) in enumerate(((0.065, 0.085), (0.13, 0.15), (0.19, 0.215), (0.26, 0.275))):
+        wob = 0.006 * np.sin(3.0 * ang + k + 0.3 * t)
+        outer = np.stack([np.sin(ang), np.cos(ang)], 1) * ((d1 + wob) * sector.radius)[:, None]
+        inner = np.stack([np.sin(ang), np.cos(ang)], 1) * ((d0 + wob) * sector.radius)[:, None]
+        _fill(canvas, np.concatenate([outer, inner[::-1]]) + sector.apex, SKIN)
+
+
+def _no_heart_scene(canvas, rng, sector: Sector, t: float) -> None:
     """Other anatomy: a fetal abdomen (stomach, umbilical vein, ribs) or limbs beside the placenta."""
     drift = 0.03 * math.sin(2.0 * math.pi * 0.15 * t + rng.random() * 6.0)
     if rng.random() < 0.5:
@@ -180,26 +119,24 @@ def _no_heart_scene(canvas, rng, sector: Sector, t: float, shadows: list) -> Non
         r = sector.radius * rng.uniform(0.24, 0.30)
         _fill(canvas, ellipse(cx, cy, r * 1.3, r * 1.25), FLUID)
         _fill(canvas, ellipse(cx, cy, r, r * 0.95), SKIN)
-        _fill(canvas, ellipse(cx, cy, r * 0.95, r * 0.9), 0.5)  # liver
+        _fill(canvas, ellipse(cx, cy, r * 0.95, r * 0.9), LIVER)
         _fill(canvas, ellipse(cx + 0.35 * r, cy - 0.1 * r, 0.28 * r, 0.18 * r, rot=0.4), BLOOD)  # stomach
         vein = np.array([[cx - 0.5 * r, cy + 0.2 * r], [cx - 0.1 * r, cy - 0.05 * r], [cx + 0.1 * r, cy + 0.1 * r]])
         cv2.polylines(canvas, [to_fixed_point(vein)], False, BLOOD, max(2, int(0.07 * r)), cv2.LINE_8, shift=4)
-        for k in range(3):  # rib echoes with their shadows
+        for k in range(3):  # ribs: bright arcs that shadow what lies behind them
             a = math.radians(200 + 40 * k + rng.uniform(-8, 8))
             rib = (cx + 0.93 * r * math.cos(a), cy - 0.93 * r * math.sin(a))
             _fill(canvas, ellipse(*rib, 0.07 * r, 0.035 * r, rot=a), BONE)
-            shadows.append((rib, 0.06 * r, 0.6))
     else:
         top = sector.radius * rng.uniform(0.15, 0.25)
         band = np.array([[-1e4, top], [1e4, top - 0.1 * top], [1e4, top + 0.25 * sector.radius], [-1e4, top + 0.2 * sector.radius]])
-        _fill(canvas, band + (0, sector.apex[1]), 0.55)  # placenta
+        _fill(canvas, band + (0, sector.apex[1]), PLACENTA)
         cx, cy = sector.point(0.62 + drift, math.radians(rng.uniform(-10, 10)))
         _fill(canvas, ellipse(cx, cy, sector.radius * 0.35, sector.radius * 0.16), FLUID)
         for k in range(2):  # long bones of a limb, bright with shadows
             ang = rng.uniform(-0.5, 0.5)
             c = (cx + (k - 0.5) * 0.2 * sector.radius, cy + rng.uniform(-0.05, 0.05) * sector.radius)
             _fill(canvas, ellipse(*c, 0.13 * sector.radius, 0.018 * sector.radius, rot=ang), BONE)
-            shadows.append((c, 0.1 * sector.radius, 0.9))
 
 
 @dataclass(frozen=True)
@@ -232,8 +169,11 @@ def _frame_category(index: int, seed: int, fps: float, n_frames: int | None, cat
     return CATEGORIES[cats[index]], runs[index]
 
 
-def _draw_hearts(canvas: np.ndarray, frame: _FrameSpec, sector: Sector, shadows: list) -> list[dict]:
-    """One heart (or two, side by side) drawn into ``canvas``; their LabelMe shapes; spine shadows appended."""
+VALVE_THICKNESS = 0.011  # thinnest part of a leaflet, share of the sector width (real: ~1-2%)
+
+
+def _draw_hearts(canvas: np.ndarray, frame: _FrameSpec, sector: Sector) -> list[dict]:
+    """One heart (or two, side by side) drawn into ``canvas``; their LabelMe shapes."""
     seed, t = frame.seed, frame.t
     if frame.category == "multiple_hearts":
         # Two fetuses side by side (e.g. twins or a split view): each heart annotated, group_id 0/1.
@@ -242,61 +182,23 @@ def _draw_hearts(canvas: np.ndarray, frame: _FrameSpec, sector: Sector, shadows:
         specs = [(math.radians(2.0), 0.47, 0.19, 20.0)]
     hearts = []
     for k, (angle, depth, scale, tilt) in enumerate(specs):
-        heart = Heart(np.random.default_rng([seed, k, 3]))
+        valve = VALVE_THICKNESS * sector.width / (scale * sector.radius)  # in the heart's local units
+        heart = Heart(np.random.default_rng([seed, k, 3]), valve_thickness=valve)
         base = np.random.default_rng([seed, k, 5])
         pose = Pose(base, angle + math.radians(4.0) * (2 * base.random() - 1), depth, scale, tilt).at(t, sector)
         hearts.append((heart, pose))
     for _, pose in hearts:
-        for pts, value in Heart.thorax():
-            _fill(canvas, to_image(pts, pose), value)
+        for pts, material in Heart.thorax():
+            _fill(canvas, to_image(pts, pose), material)
     shapes: list[dict] = []
     for k, (heart, pose) in enumerate(hearts):
         layers, structures, carve = heart.shapes(t + 0.21 * k)
-        for pts, value in layers:
-            _fill(canvas, to_image(pts, pose), value)
+        for pts, material in layers:
+            _fill(canvas, to_image(pts, pose), material)
         img_structs = {n: [to_image(p, pose) for p in ps] for n, ps in structures.items()}
         gid = k  # 0 for a single heart: its multi-part structures (open valves) stay one instance
         shapes.extend(labelme_shapes(img_structs, carve, sector, frame.size, gid))
-        sp = heart.spine
-        centre = to_image(np.array([[sp["cu"], sp["cv"]]]), pose)[0]
-        shadows.append(((float(centre[0]), float(centre[1])), sp["a"] * pose[3], 0.8))
     return shapes
-
-
-def _echo_image(canvas: np.ndarray, frame: _FrameSpec, sector: Sector, shadows: list) -> np.ndarray:
-    """Echogenicity map -> grey uint8 echo image: texture, gain, shadows, speckle, blur, log compression."""
-    w, h = frame.size
-    seed, t = frame.seed, frame.t
-    # Smooth multipliers (tissue texture drifting with the probe, depth gain, shadows) are
-    # combined at 1/4 resolution and upsampled once; speckle is screen-fixed like a scanner's.
-    qh, qw = sector.q_shape
-    dx = 0.02 * sector.radius * math.sin(0.9 * t + seed)
-    m = np.array([[0.25, 0, 4.0 - dx / 16.0], [0, 0.25, 4.0]], np.float32)
-    mult = cv2.warpAffine(
-        _texture(seed, frame.size), m, (qw, qh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REFLECT
-    )
-    mult += 1.0
-    mult *= sector.gain_q
-    for centre, half_width, strength in shadows:
-        mult *= _shadow(sector, centre, half_width, strength)
-    canvas = cv2.multiply(canvas, cv2.resize(mult, (w, h), interpolation=cv2.INTER_LINEAR))
-    canvas = cv2.multiply(canvas, _speckle(seed, frame.index, frame.size))
-    # Point-spread blur that grows with depth: blend a sharp and a broad (lateral) blur.
-    img = cv2.GaussianBlur(canvas, (0, 0), sigmaX=0.6, sigmaY=0.5)
-    broad = cv2.GaussianBlur(canvas, (0, 0), sigmaX=2.6, sigmaY=1.1)
-    cv2.subtract(broad, img, dst=broad)
-    cv2.multiply(broad, sector.blur_weight, dst=broad)
-    cv2.add(img, broad, dst=img)
-    if frame.category == "out_of_focus":
-        img = _defocus(img, np.random.default_rng([seed, frame.index, 29]))
-    # Log compression to display grey levels, then the (anti-aliased) fan.
-    cv2.max(img, 0.0, dst=img)
-    img *= 24.0
-    img += 1.0
-    cv2.log(img, dst=img)
-    cv2.multiply(img, sector.display, dst=img)
-    return cv2.convertScaleAbs(img)  # saturating cast to uint8
 
 
 def render_frame(
@@ -323,30 +225,17 @@ def render_frame(
     category, run_id = _frame_category(index, seed, fps, n_frames, category, proportions)
     frame = _FrameSpec(index, seed, fps, (w, h), category)
     sector = sector_for((w, h))
-    canvas = np.full((h, w), TISSUE, np.float32)
-    shadows: list[tuple[tuple[float, float], float, float]] = []
+    canvas = np.full((h, w), TISSUE, np.uint8)  # material map
+    _maternal_wall(canvas, sector, frame.t)
     shapes: list[dict] = []
     if category == "no_heart":
-        _no_heart_scene(canvas, np.random.default_rng([seed, run_id, 23]), sector, frame.t, shadows)
+        _no_heart_scene(canvas, np.random.default_rng([seed, run_id, 23]), sector, frame.t)
     else:
-        shapes = _draw_hearts(canvas, frame, sector, shadows)
-    grey = _echo_image(canvas, frame, sector, shadows)
+        shapes = _draw_hearts(canvas, frame, sector)
+    # An out-of-focus frame is a defocused beam (a wider PSF), not a blurred picture.
+    defocus = 1.0 if category == "out_of_focus" else 0.0
+    grey = echo_image(canvas, sector, seed=seed, index=index, t=frame.t, defocus=defocus)
     text = text_layout(seed, float(fps), (w, h))
     if text is not None:
         _draw_text(grey, text[0], frame.t)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), shapes, category
-
-
-def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Heavy defocus plus motion blur (a probe sweep), done at half resolution for speed."""
-    h, w = img.shape
-    small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), rng.uniform(3.5, 6.0))
-    length = int(rng.integers(9, 19))
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2, :] = 1.0
-    rot = cv2.getRotationMatrix2D(((length - 1) / 2.0, (length - 1) / 2.0), float(rng.uniform(0, 180)), 1.0)
-    kernel = cv2.warpAffine(kernel, rot, (length, length))
-    kernel /= kernel.sum()
-    small = cv2.filter2D(small, -1, kernel, borderType=cv2.BORDER_REFLECT)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

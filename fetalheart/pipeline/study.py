@@ -182,7 +182,7 @@ def _evaluate_run(run, key: str, dataset: Path, plan: StudyPlan, log) -> Path:
 
     The run's config.yaml decides the model; the plan's run-only keys (EVAL, workers, cache folder,
     output folder) are today's. Mask R-CNN: model_final, not model_best: a model selected on the
-    validation split would make the numbers reported on that split optimistic (README, "Model
+    validation split would make the numbers reported on that split optimistic (docs/training.md, "Model
     selection"). The U-Net recipe reports its best-validation-loss checkpoint, as the thesis it follows
     (docs/model_families.md says the cost).
     """

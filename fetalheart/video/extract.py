@@ -406,7 +406,7 @@ def extract_frames(
     allow_partial: bool = False,
     quiet: bool = False,
 ) -> ExtractionResult:
-    """Extract sampled frames of ``videos`` into ``out_dir``; see README.md, "Extract frames from a video".
+    """Extract sampled frames of ``videos`` into ``out_dir``; see docs/extract_frames.md.
 
     Sampling: ``every`` N-th frame (counted from the first frame at/after ``start``) or ``fps``
     frames per second of presentation time (VFR-correct); default every frame. ``start``/``end``

@@ -23,7 +23,7 @@ import numpy as np
 #: ``auto`` threshold = AUTO_FRACTION x the AUTO_PERCENTILE-th percentile of the video's
 #: sharpness. A high percentile (not the median) stays a sharp-frame reference even when up to
 #: 3/4 of the video is out of focus (a probe sweep). On the phantom, out-of-focus frames measure
-#: <= 0.01 and in-focus frames >= 0.71 of that reference (README, "Extract frames"); 0.5 leaves room
+#: <= 0.01 and in-focus frames >= 0.71 of that reference (docs/extract_frames.md, "Definitions"); 0.5 leaves room
 #: for real videos, whose in-focus frames vary more.
 AUTO_FRACTION = 0.5
 AUTO_PERCENTILE = 75
