@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from fetalheart.config import protocol_default
-from fetalheart.evaluation.compare import COMPARE_DEFINITIONS, MIN_GROUPS_FOR_TEST
-from fetalheart.evaluation.metrics import DEFINITIONS
+from fetalheart.evaluation.compare import COMPARE_DEFINITIONS
+from fetalheart.evaluation.metrics import DEFINITIONS, MIN_GROUPS_FOR_BOOTSTRAP
 
 PAGE = Path(__file__).resolve().parent.parent.parent / "docs" / "metrics.md"
 BEGIN = ("<!-- generated from fetalheart/evaluation/metrics.py and compare.py by "
@@ -33,8 +33,8 @@ def render() -> str:
         score_thresh=_setting("EVAL.SCORE_THRESH"), n_boot=_setting("EVAL.BOOTSTRAP_SAMPLES"),
         study_min_score=_setting("EVAL.STUDY_MAP_MIN_SCORE"), study_mode=protocol_default("EVAL.STUDY_MAP_MODE"),
         group_source="the COCO image's `group` key written by labelme2coco, else the file name without its "
-                     "trailing `_<frame index>`")
-    comparison = COMPARE_DEFINITIONS.format(n_boot="`--bootstrap` (1000)", min_groups=MIN_GROUPS_FOR_TEST)
+                     "trailing `_<frame index>`", min_boot=MIN_GROUPS_FOR_BOOTSTRAP)
+    comparison = COMPARE_DEFINITIONS.format(n_boot="`--bootstrap` (1000)", min_boot=MIN_GROUPS_FOR_BOOTSTRAP)
     return "\n".join([BEGIN, "", "## In every evaluation report", "", evaluation.strip(), "",
                       "## In every comparison (`compare_runs`)", "", comparison.strip(), "", END])
 
