@@ -130,13 +130,21 @@ def train(args):
     from fetalheart.engine import trainer_class
     from fetalheart.modeling.load import load_model_for_inference
 
+    from detectron2.utils import comm
+
     cfg = setup(args)
     if args.eval_only:
         model = load_model_for_inference(cfg)
         return trainer_class(cfg).test(cfg, model)
     trainer = trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    if comm.is_main_process() and (cfg.MODEL.REFINE.ENABLED or cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian"):
+        from fetalheart.config import class_names
+        from fetalheart.engine.refiner import prepare_small_structures
+
+        prepare_small_structures(cfg, cfg.OUTPUT_DIR, class_names(cfg))  # refiner.pth, mask_paste.json
+    return results
 
 
 def _main(argv=None) -> int:
