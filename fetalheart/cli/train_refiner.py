@@ -11,7 +11,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.utils.cli import run_cli
 from fetalheart.utils.errors import FetalHeartError
 
