@@ -462,7 +462,19 @@ def model_label(cfg: CN) -> str:
     if is_smp(cfg):
         return f"{cfg.MODEL.SMP.ARCH} {cfg.MODEL.SMP.ENCODER}"
     depth = cfg.MODEL.RESNETS.DEPTH
-    return f"Mask R-CNN R{depth}-FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME.lower() else f"Mask R-CNN R{depth}"
+    name = f"Mask R-CNN R{depth}-FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME.lower() else f"Mask R-CNN R{depth}"
+    return name + small_structures_label(cfg)
+
+
+def small_structures_label(cfg: CN) -> str:
+    """" + two-step S64 + Gaussian paste" for a model with the small-structure options on ("" without): a
+    refined model is another row of compare_runs, not a seed of the plain one."""
+    parts = []
+    if cfg.MODEL.REFINE.ENABLED:
+        parts.append(f"two-step S{cfg.MODEL.REFINE.SIZE}")
+    if cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian":
+        parts.append("Gaussian paste")
+    return "".join(f" + {p}" for p in parts)
 
 
 def _check_smp(cfg: CN) -> None:

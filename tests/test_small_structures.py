@@ -215,3 +215,33 @@ def test_missing_refiner_is_a_one_line_error(tmp_path, capsys):
     assert evaluate_main(["--config-file", cfg_file, "--quiet", *opts, "MODEL.REFINE.ENABLED", "True",
                           "MODEL.WEIGHTS", str(run / "model_final.pth"), "-o", str(tmp_path / "ev")]) == 2
     assert "tools/train_refiner.py" in capsys.readouterr().err
+
+
+def test_refine_demo_grid_is_three_runs_with_distinct_labels(tmp_path):
+    """A refined model is one more grid run, labelled apart from the plain one (compare_runs rows)."""
+    from fetalheart.config import model_label
+    from fetalheart.evaluation.evaluate import run_summary
+    from fetalheart.pipeline.grid import GridSpec, load_grid
+
+    runs = load_grid("configs/refine_demo_grid.yaml", tmp_path, GridSpec(overlays=["overlays/cpu.yaml"]))
+    cfgs = [r.config_node() for r in runs]
+    assert [r.name for r in runs] == ["model02", "model02-gauss", "model02-refine64"]
+    assert [c.MODEL.REFINE.ENABLED for c in cfgs] == [False, False, True]
+    assert [c.MODEL.ROI_MASK_HEAD.PASTE.MODE for c in cfgs] == ["bilinear", "gaussian", "gaussian"]
+    labels = [model_label(c) for c in cfgs]
+    assert labels[0] == "Mask R-CNN R50-FPN" and len(set(labels)) == 3
+    assert len({run_summary(c)["study_name"] for c in cfgs}) == 3
+    assert not cfgs[2].TEST.EVAL_DURING_TRAINING  # step 2 trains after step 1
+
+
+def test_bad_small_structure_keys_are_one_line_errors():
+    from fetalheart.config import load_cfg
+    from fetalheart.utils.errors import FetalHeartError
+
+    base = "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml"
+    for opts, words in ((["MODEL.ROI_MASK_HEAD.PASTE.MODE", "blur"], "PASTE.MODE"),
+                        (["MODEL.REFINE.SIZE", "4"], "SIZE"), (["MODEL.REFINE.TRAIN.JITTER_SCALE", "1.5"], "JITTER")):
+        with pytest.raises(FetalHeartError, match=words):
+            load_cfg(base, opts)
+    with pytest.raises(FetalHeartError, match="U-Net family"):
+        load_cfg("configs/FetalHeart-SMP.yaml", ["MODEL.REFINE.ENABLED", "True"])
