@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""The small-structure table of docs/small_structures.md: one trained Mask R-CNN run, evaluated alone, with
+Gaussian pasting, and with two-step refinement at each S (bilinear and Gaussian paste), per class.
+
+Step 2 is trained once per S (``MODEL.REFINE.TRAIN.MAX_SECONDS`` each, the training time printed) into
+OUT/refine_S<S>/, then every variant is evaluated through the normal evaluator into OUT/eval/<variant>/
+(report.md, report.json, ...). The table (per class Dice, IoU, COCO segm AP, with n = images counted) is
+printed and written to OUT/table.md. ``--skip-train`` reuses the refiners (so training and evaluation can
+run as two shorter jobs).
+
+    python benchmarks/small_structures.py --run outputs/demo/runs/model02 --dataset outputs/demo/coco \\
+        --sizes 48 64 96 128 --seconds 90 -o outputs/small_structures
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import fetalheart._compat  # noqa: E402,F401  (detectron2 shims before detectron2 is imported)
+from fetalheart.config import REFINE_DEFAULT_CLASSES, class_names, load_cfg
+from fetalheart.data.registration import register_datasets_from_cfg
+
+CHAMBERS = ("LA", "RA", "LV", "RV")
+
+
+def _cfg(args, *opts: str):
+    cfg = load_cfg(Path(args.run) / "config.yaml", ["MODEL.WEIGHTS", str(Path(args.run) / "model_final.pth"),
+                                                    "DATASETS.ROOT", str(Path(args.dataset).resolve()),
+                                                    "MODEL.DEVICE", "cpu", "EVAL.BOOTSTRAP_SAMPLES", "200",
+                                                    "MODEL.REFINE.ENCODER", args.encoder, *opts], cpu_fallback=True)
+    register_datasets_from_cfg(cfg, training=False)
+    return cfg
+
+
+def train(args, out: Path) -> dict:
+    from fetalheart.engine.refiner import prepare_small_structures
+
+    seconds = {}
+    for s in args.sizes:
+        folder = out / f"refine_S{s}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = _cfg(args, "MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.TRAIN.ITERS",
+                   "100000", "MODEL.REFINE.TRAIN.MAX_SECONDS", str(args.seconds), "MODEL.ROI_MASK_HEAD.PASTE.MODE",
+                   "gaussian")
+        start = time.time()
+        prepare_small_structures(cfg, folder, class_names(cfg), log=print)
+        seconds[s] = round(time.time() - start, 1)
+    (out / "train_seconds.json").write_text(json.dumps(seconds))
+    return seconds
+
+
+def variants(args, out: Path) -> dict[str, list[str]]:
+    fit = str(out / f"refine_S{args.sizes[0]}" / "mask_paste.json")  # its 28-cell line: the same for every S
+    v = {"Mask R-CNN alone": [], "+ Gaussian paste": ["MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
+                                                       "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", fit]}
+    for s in args.sizes:
+        d = out / f"refine_S{s}"
+        ref = ["MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.WEIGHTS", str(d / "refiner.pth")]
+        v[f"two-step S{s}"] = ref
+        v[f"two-step S{s} + Gaussian"] = [*ref, "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
+                                          "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", str(d / "mask_paste.json")]
+    return v
+
+
+def evaluate(args, out: Path) -> dict[str, dict]:
+    from fetalheart.evaluation.evaluate import evaluate_model
+
+    reports = {}
+    for name, opts in variants(args, out).items():
+        cfg = _cfg(args, *opts)
+        folder = out / "eval" / name.replace(" ", "_").replace("+", "plus")
+        start = time.time()
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables; they are in report.md
+            reports[name] = evaluate_model(cfg, cfg.DATASETS.TEST[0], folder, overwrite=True, quiet=True)["report"]
+        print(f"evaluated {name} in {time.time() - start:.0f} s -> {folder}")
+    return reports
+
+
+def _f(x: float, d: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
+
+
+def table(reports: dict[str, dict]) -> str:
+    any_rep = next(iter(reports.values()))
+    small = [c for c in REFINE_DEFAULT_CLASSES if c in any_rep["classes"]]
+    classes = small + [c for c in CHAMBERS if c in any_rep["classes"]]
+    lines = ["| variant | small mean Dice | " + " | ".join(classes) + " |",
+             "|---|---|" + "---|" * len(classes)]
+    for name, rep in reports.items():
+        pc, segm = rep["per_class"], rep["coco"]["segm"]
+        small_dice = [pc[c]["dice"]["mean"] for c in small]
+        cells = []
+        for c in classes:
+            ap = segm.get(f"AP-{c}")
+            cells.append(f"{_f(pc[c]['dice']['mean'])} / {_f(pc[c]['iou']['mean'])} / "
+                         f"{_f(None if ap is None else ap / 100)}")
+        mean = sum(small_dice) / len(small_dice) if small_dice and all(map(math.isfinite, small_dice)) else float("nan")
+        lines.append(f"| {name} | {_f(mean, 3)} | " + " | ".join(cells) + " |")
+    n = " ".join(f"{c} {pc[c]['dice']['n']}" for c in classes)
+    lines += ["", f"Cells: Dice / IoU / COCO segm AP. n (images counted for Dice and IoU): {n}; "
+                  f"{any_rep['n_images']} validation images."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a trained Mask R-CNN run (config.yaml, model_final.pth)")
+    ap.add_argument("--dataset", required=True, help="its labelme2coco folder")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[48, 64, 96, 128], help="S values (default 48 64 96 128)")
+    ap.add_argument("--seconds", type=float, default=90, help="step-2 training seconds per S (default 90)")
+    ap.add_argument("--encoder", default="resnet34", help="step-2 encoder (default resnet34)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--skip-train", action="store_true", help="reuse OUT/refine_S*/ (evaluate only)")
+    ap.add_argument("--skip-eval", action="store_true", help="train the refiners only")
+    ap.add_argument("-o", "--output", required=True, help="output folder")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    if not args.skip_train:
+        print("step-2 training seconds per S:", train(args, out))
+    if args.skip_eval:
+        return
+    text = table(evaluate(args, out))
+    (out / "table.md").write_text(text + "\n")
+    print(text)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
