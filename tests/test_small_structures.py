@@ -245,3 +245,21 @@ def test_bad_small_structure_keys_are_one_line_errors():
             load_cfg(base, opts)
     with pytest.raises(FetalHeartError, match="U-Net family"):
         load_cfg("configs/FetalHeart-SMP.yaml", ["MODEL.REFINE.ENABLED", "True"])
+
+
+@pytest.mark.slow
+def test_train_net_with_the_refine_overlay_writes_step_2_and_the_fit(tmp_path):
+    """A grid run with overlays/refine.yaml: train_net trains step 1, fits the paste, then trains step 2."""
+    from fetalheart.cli.train_net import main as train_main
+
+    from tests._train_helpers import make_toy_coco, tiny_opts
+
+    root = make_toy_coco(tmp_path / "coco", n_train=2, n_val=1)
+    out = tmp_path / "run"
+    opts = tiny_opts(root, out, iters=2, **{"MODEL.REFINE.CLASSES": "('LA', 'RV')", "MODEL.REFINE.SIZE": 32,
+                                            "MODEL.REFINE.ENCODER": "resnet18", "MODEL.REFINE.TRAIN.ITERS": 2,
+                                            "MODEL.REFINE.TRAIN.BATCH_SIZE": 2, "TEST.VAL_LOSS": "False"})
+    assert train_main(["--config-file", "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml", "--overlay",
+                       "overlays/refine.yaml", "--quiet", *opts]) == 0
+    assert {p.name for p in out.iterdir()} >= {"model_final.pth", "refiner.pth", "mask_paste.json", "config.yaml"}
+    assert set(load_fits(out / "mask_paste.json")) == {28, 32}

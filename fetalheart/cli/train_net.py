@@ -136,14 +136,17 @@ def train(args):
     if args.eval_only:
         model = load_model_for_inference(cfg)
         return trainer_class(cfg).test(cfg, model)
+    from fetalheart.config import class_names
+    from fetalheart.engine.refiner import fit_paste, train_refiner
+
+    main = comm.is_main_process()
+    if main and cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian":  # before training: evaluations in training use it
+        fit_paste(cfg, cfg.OUTPUT_DIR, class_names(cfg))
     trainer = trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
-    if comm.is_main_process() and (cfg.MODEL.REFINE.ENABLED or cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian"):
-        from fetalheart.config import class_names
-        from fetalheart.engine.refiner import prepare_small_structures
-
-        prepare_small_structures(cfg, cfg.OUTPUT_DIR, class_names(cfg))  # refiner.pth, mask_paste.json
+    if main and cfg.MODEL.REFINE.ENABLED:  # step 2 after step 1 (docs/small_structures.md)
+        train_refiner(cfg, cfg.OUTPUT_DIR, class_names(cfg))
     return results
 
 
