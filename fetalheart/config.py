@@ -159,6 +159,10 @@ def add_small_structures_config(cfg: CN) -> None:
     r.CLASSES = REFINE_DEFAULT_CLASSES
     r.SIZE = 64
     r.MARGIN = 0.15
+    # Where the crop comes from: "original" = the frame at its original resolution, enhanced (the paper crops
+    # the full-resolution image; a valve 3 px wide at a 160 px input is 8 px wide in a 429 px frame);
+    # "input" = the model's resized input.
+    r.SOURCE = "original"
     r.ARCH = "Unet"
     r.ENCODER = "resnet34"  # the paper's; resnet18 or mobilenet_v2 for quick CPU runs
     r.WEIGHTS = ""  # "" = refiner.pth beside MODEL.WEIGHTS (else in OUTPUT_DIR)
@@ -185,6 +189,8 @@ def _check_small_structures(cfg: CN) -> None:
     if r.SIZE < 8 or r.MARGIN < 0 or r.TRAIN.ITERS < 0 or r.TRAIN.BATCH_SIZE < 1 or r.TRAIN.MAX_SECONDS < 0:
         raise FetalHeartError("MODEL.REFINE: SIZE must be >= 8, MARGIN >= 0, TRAIN.ITERS >= 0, TRAIN.BATCH_SIZE >= 1, "
                               "TRAIN.MAX_SECONDS >= 0")
+    if r.SOURCE not in ("original", "input"):
+        raise FetalHeartError(f"MODEL.REFINE.SOURCE must be original or input, got {r.SOURCE!r}")
     if not 0 <= r.TRAIN.JITTER_CENTER < 1 or not 0 <= r.TRAIN.JITTER_SCALE < 1:
         raise FetalHeartError("MODEL.REFINE.TRAIN.JITTER_CENTER and JITTER_SCALE must lie in [0, 1)")
 

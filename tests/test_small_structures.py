@@ -192,7 +192,8 @@ def test_refinement_end_to_end_replaces_masks_and_keeps_detections(tmp_path, cap
     register_datasets_from_cfg(plain, training=False)
     d = DatasetCatalog.get("toyss_val")[0]
     img = utils.read_image(d["file_name"], format="BGR")
-    x = {"image": torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))), "height": 128, "width": 128}
+    image = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    x = {"image": image, "image_full": image, "height": 128, "width": 128}  # toy frames are 128 px already
     with torch.no_grad():
         a = load_model_for_inference(plain)([x])[0]["instances"]
         b = load_model_for_inference(both)([x])[0]["instances"]
@@ -263,3 +264,43 @@ def test_train_net_with_the_refine_overlay_writes_step_2_and_the_fit(tmp_path):
                        "overlays/refine.yaml", "--quiet", *opts]) == 0
     assert {p.name for p in out.iterdir()} >= {"model_final.pth", "refiner.pth", "mask_paste.json", "config.yaml"}
     assert set(load_fits(out / "mask_paste.json")) == {28, 32}
+
+
+class _ZeroNet(torch.nn.Module):
+    """A stand-in step-2 network: logits 0 everywhere (probability 0.5), one channel per class."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x):
+        return x.new_zeros((x.shape[0], self.classes, *x.shape[-2:]))
+
+
+def test_refiner_crops_the_original_frame_on_the_same_squares():
+    """SOURCE original cuts the square from the full-resolution frame; its box, in input coordinates, is the
+    square SOURCE input would cut, only the pixels come from the larger frame. Untargeted detections stay."""
+    from fetalheart.modeling.refine import Refiner, RefinerSpec
+
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances((60, 80))
+    inst.pred_boxes = Boxes(torch.tensor([[10.0, 12.0, 30.0, 24.0], [40.0, 30.0, 70.0, 55.0]]))
+    inst.pred_classes = torch.tensor([4, 0])  # TV (refined), LA (not a target)
+    inst.scores = torch.tensor([0.9, 0.8])
+    inst.pred_masks = torch.ones((2, 1, 28, 28))
+    image = torch.randint(0, 255, (3, 60, 80), dtype=torch.uint8)
+    full = F.interpolate(image[None].float(), scale_factor=2.5, mode="nearest")[0]
+    names = ("LA", "RA", "LV", "RV", "TV")
+    out = {}
+    for source in ("input", "original"):
+        spec = RefinerSpec(["TV", "Ao"], 16, 0.15, "Unet", "resnet18", 128.0, 64.0, source)
+        r = Refiner(_ZeroNet(2), spec, names)
+        out[source] = r.refine(image, Instances((60, 80), **inst.get_fields()), full if source == "original" else None)
+        assert out[source].refined.tolist() == [True, False]
+        assert torch.allclose(out[source].refined_masks[0], torch.full((1, 16, 16), 0.5))
+        assert not out[source].refined_masks[1].any()
+    a, b = out["input"].refined_boxes.tensor[0], out["original"].refined_boxes.tensor[0]
+    assert torch.allclose(a, b, atol=1e-4) and float(a[2] - a[0]) == pytest.approx(1.3 * 20, abs=0.5)
+    with pytest.raises(Exception, match="image_full"):
+        Refiner(_ZeroNet(2), spec, names).refine(image, inst)

@@ -108,10 +108,12 @@ class CropSet:
 
 
 def load_crop_set(cfg, class_ids: list[int]) -> CropSet:
-    """The training split through the evaluation mapper with annotations (enhancement, test resize)."""
-    from fetalheart.data.mapper import build_val_loss_mapper
+    """The training split as inference crops it (MODEL.REFINE.SOURCE): at the original resolution with the
+    enhancement (original), or through the evaluation mapper (enhancement, test resize; input)."""
+    from fetalheart.data.mapper import build_full_resolution_mapper, build_val_loss_mapper
 
-    mapper = build_val_loss_mapper(cfg)
+    original = cfg.MODEL.REFINE.SOURCE == "original"
+    mapper = build_full_resolution_mapper(cfg) if original else build_val_loss_mapper(cfg)
     images, masks, classes, items = [], [], [], []
     for d in _train_dicts(cfg):
         x = mapper(d)
@@ -179,7 +181,8 @@ def train_refiner(cfg, out_dir: str | Path, class_names, log=logger.info) -> Pat
 
     dice = smp.losses.DiceLoss("binary", from_logits=True)
     start, it, losses = time.time(), 0, []
-    log(f"step 2: {len(data.items)} instances of {', '.join(names)} in {len(data.images)} images; S={spec.size}, "
+    log(f"step 2: {len(data.items)} instances of {', '.join(names)} in {len(data.images)} images "
+        f"({spec.source} resolution); S={spec.size}, "
         f"{r.ENCODER} {r.ARCH}, up to {r.TRAIN.ITERS} iterations of {r.TRAIN.BATCH_SIZE}")
     for it in range(int(r.TRAIN.ITERS)):
         if r.TRAIN.MAX_SECONDS and time.time() - start > r.TRAIN.MAX_SECONDS:

@@ -96,13 +96,14 @@ class RefinerSpec:
     encoder: str
     pixel_mean: float  # grey normalisation
     pixel_std: float
+    source: str = "input"  # "original": crops of the original-resolution frame ("image_full"); "input": of the model's input
 
     @classmethod
     def from_cfg(cls, cfg, classes: Sequence[str]) -> RefinerSpec:
         r = cfg.MODEL.REFINE
         mean = sum(cfg.MODEL.PIXEL_MEAN) / len(cfg.MODEL.PIXEL_MEAN)
         std = sum(cfg.MODEL.PIXEL_STD) / len(cfg.MODEL.PIXEL_STD)
-        return cls(list(classes), int(r.SIZE), float(r.MARGIN), r.ARCH, r.ENCODER, float(mean), float(std))
+        return cls(list(classes), int(r.SIZE), float(r.MARGIN), r.ARCH, r.ENCODER, float(mean), float(std), r.SOURCE)
 
 
 def grey_crops(image: torch.Tensor, boxes: torch.Tensor, spec: RefinerSpec) -> torch.Tensor:
@@ -140,9 +141,16 @@ class Refiner:
         torch.save({"model": {k: v.cpu() for k, v in net.state_dict().items()}, "spec": asdict(spec)}, str(path))
 
     @torch.no_grad()
-    def refine(self, image: torch.Tensor, inst: Instances) -> Instances:
-        """Add ``refined_masks`` (N, 1, S, S soft), ``refined_boxes`` (crop squares) and ``refined`` (bool)
-        to one image's raw detections (input coordinates; ``image`` is the model's C x H x W input)."""
+    def refine(self, image: torch.Tensor, inst: Instances, full: torch.Tensor | None = None) -> Instances:
+        """Add ``refined_masks`` (N, 1, S, S soft), ``refined_boxes`` (crop squares, input coordinates) and
+        ``refined`` (bool) to one image's raw detections (input coordinates). ``image`` is the model's
+        C x H x W input, ``full`` the enhanced frame at its original resolution (needed by SOURCE original)."""
+        if self.spec.source == "original":
+            if full is None:
+                raise FetalHeartError("the refiner crops the original-resolution frame (MODEL.REFINE.SOURCE original) but "
+                                      "the inputs have no 'image_full' (fetalheart's test loader and Predictor add it)")
+        else:
+            full = image
         n, s = len(inst), self.spec.size
         device = inst.pred_boxes.tensor.device
         refined = torch.zeros(n, dtype=torch.bool, device=device)
@@ -155,8 +163,10 @@ class Refiner:
             h, w = inst.image_size
             step1 = paste_masks_in_image(inst.pred_masks[idx, 0], boxes, (h, w))  # step 1's masks, input pixels
             tight = torch.stack([_tight(m, b) for m, b in zip(step1, boxes, strict=True)])
-            sq = square_crop_boxes(tight, self.spec.margin)
-            x = grey_crops(image.to(device), sq, self.spec)
+            scale = torch.tensor([full.shape[-1] / w, full.shape[-2] / h] * 2, device=device)
+            sq = square_crop_boxes(tight * scale, self.spec.margin)  # square in the frame it is cut from
+            x = grey_crops(full.to(device), sq, self.spec)
+            sq = sq / scale
             logits = run_net(self.net, x)
             ch = torch.as_tensor([self.channel[int(inst.pred_classes[k])] for k in pick], device=device)
             masks[idx] = logits[torch.arange(len(pick), device=device), ch][:, None].sigmoid()

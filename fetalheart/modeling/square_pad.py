@@ -85,7 +85,7 @@ class FetalHeartRCNN(GeneralizedRCNN):
         results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
         fits, refiner = self._small_structure_parts()
         if refiner is not None:
-            results = [refiner.refine(x["image"], r) if r.has("pred_masks") else r
+            results = [refiner.refine(x["image"], r, x.get("image_full")) if r.has("pred_masks") else r
                        for x, r in zip(batched_inputs, results, strict=True)]
         if not do_postprocess:
             return results
