@@ -42,33 +42,41 @@ def _cfg(args, *opts: str):
     return cfg
 
 
+def _refiners(args) -> list[tuple[str, int, str]]:
+    """(folder name, S, source) of every step-2 network of the table."""
+    return ([(f"refine_S{s}", s, "original") for s in args.sizes]
+            + [(f"refine_input_S{s}", s, "input") for s in args.input_sizes])
+
+
 def train(args, out: Path) -> dict:
     from fetalheart.engine.refiner import prepare_small_structures
 
     seconds = {}
-    for s in args.sizes:
-        folder = out / f"refine_S{s}"
+    for name, s, source in _refiners(args):
+        folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        cfg = _cfg(args, "MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.TRAIN.ITERS",
-                   "100000", "MODEL.REFINE.TRAIN.MAX_SECONDS", str(args.seconds), "MODEL.ROI_MASK_HEAD.PASTE.MODE",
-                   "gaussian")
+        cfg = _cfg(args, "MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.SOURCE", source,
+                   "MODEL.REFINE.TRAIN.ITERS", "100000", "MODEL.REFINE.TRAIN.MAX_SECONDS", str(args.seconds),
+                   "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian")
         start = time.time()
         prepare_small_structures(cfg, folder, class_names(cfg), log=print)
-        seconds[s] = round(time.time() - start, 1)
+        seconds[name] = round(time.time() - start, 1)
     (out / "train_seconds.json").write_text(json.dumps(seconds))
     return seconds
 
 
 def variants(args, out: Path) -> dict[str, list[str]]:
-    fit = str(out / f"refine_S{args.sizes[0]}" / "mask_paste.json")  # its 28-cell line: the same for every S
+    fit = str(out / _refiners(args)[0][0] / "mask_paste.json")  # its 28-cell line: the same for every S
     v = {"Mask R-CNN alone": [], "+ Gaussian paste": ["MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
                                                        "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", fit]}
-    for s in args.sizes:
-        d = out / f"refine_S{s}"
-        ref = ["MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.WEIGHTS", str(d / "refiner.pth")]
-        v[f"two-step S{s}"] = ref
-        v[f"two-step S{s} + Gaussian"] = [*ref, "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
-                                          "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", str(d / "mask_paste.json")]
+    for name, s, source in _refiners(args):
+        d = out / name
+        ref = ["MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.SOURCE", source,
+               "MODEL.REFINE.WEIGHTS", str(d / "refiner.pth")]
+        label = f"two-step S{s}" + (" (input crop)" if source == "input" else "")
+        v[label] = ref
+        v[f"{label} + Gaussian"] = [*ref, "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
+                                    "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", str(d / "mask_paste.json")]
     return v
 
 
@@ -78,7 +86,7 @@ def evaluate(args, out: Path) -> dict[str, dict]:
     reports = {}
     for name, opts in variants(args, out).items():
         cfg = _cfg(args, *opts)
-        folder = out / "eval" / name.replace(" ", "_").replace("+", "plus")
+        folder = out / "eval" / "".join(ch if ch.isalnum() else "_" for ch in name)
         start = time.time()
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables; they are in report.md
             reports[name] = evaluate_model(cfg, cfg.DATASETS.TEST[0], folder, overwrite=True, quiet=True)["report"]
@@ -117,6 +125,8 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="a trained Mask R-CNN run (config.yaml, model_final.pth)")
     ap.add_argument("--dataset", required=True, help="its labelme2coco folder")
     ap.add_argument("--sizes", type=int, nargs="+", default=[48, 64, 96, 128], help="S values (default 48 64 96 128)")
+    ap.add_argument("--input-sizes", type=int, nargs="*", default=[64],
+                    help="S values of refiners cropping the model's input instead of the original frame (default 64)")
     ap.add_argument("--seconds", type=float, default=90, help="step-2 training seconds per S (default 90)")
     ap.add_argument("--encoder", default="resnet34", help="step-2 encoder (default resnet34)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
