@@ -80,18 +80,25 @@ def variants(args, out: Path) -> dict[str, list[str]]:
     return v
 
 
-def evaluate(args, out: Path) -> dict[str, dict]:
+def _folder(out: Path, name: str) -> Path:
+    return out / "eval" / "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def evaluate(args, out: Path) -> None:
     from fetalheart.evaluation.evaluate import evaluate_model
 
-    reports = {}
     for name, opts in variants(args, out).items():
         cfg = _cfg(args, *opts)
-        folder = out / "eval" / "".join(ch if ch.isalnum() else "_" for ch in name)
         start = time.time()
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables; they are in report.md
-            reports[name] = evaluate_model(cfg, cfg.DATASETS.TEST[0], folder, overwrite=True, quiet=True)["report"]
-        print(f"evaluated {name} in {time.time() - start:.0f} s -> {folder}")
-    return reports
+            evaluate_model(cfg, cfg.DATASETS.TEST[0], _folder(out, name), overwrite=True, quiet=True)
+        print(f"evaluated {name} in {time.time() - start:.0f} s -> {_folder(out, name)}")
+
+
+def reports(args, out: Path) -> dict[str, dict]:
+    """The variants' report.json files that exist, in table order."""
+    found = {name: _folder(out, name) / "report.json" for name in variants(args, out)}
+    return {name: json.loads(p.read_text()) for name, p in found.items() if p.is_file()}
 
 
 def _f(x: float, d: int = 2) -> str:
@@ -127,11 +134,12 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[48, 64, 96, 128], help="S values (default 48 64 96 128)")
     ap.add_argument("--input-sizes", type=int, nargs="*", default=[64],
                     help="S values of refiners cropping the model's input instead of the original frame (default 64)")
-    ap.add_argument("--seconds", type=float, default=90, help="step-2 training seconds per S (default 90)")
+    ap.add_argument("--seconds", type=int, default=90, help="step-2 training seconds per S (default 90)")
     ap.add_argument("--encoder", default="resnet34", help="step-2 encoder (default resnet34)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/refine_S*/ (evaluate only)")
     ap.add_argument("--skip-eval", action="store_true", help="train the refiners only")
+    ap.add_argument("--table-only", action="store_true", help="the table from OUT/eval/*/report.json only")
     ap.add_argument("-o", "--output", required=True, help="output folder")
     args = ap.parse_args()
     import torch
@@ -144,7 +152,9 @@ def main() -> None:
         print("step-2 training seconds per S:", train(args, out))
     if args.skip_eval:
         return
-    text = table(evaluate(args, out))
+    if not args.table_only:
+        evaluate(args, out)
+    text = table(reports(args, out))
     (out / "table.md").write_text(text + "\n")
     print(text)
     print(f"load average {os.getloadavg()[0]:.2f}")
