@@ -57,7 +57,7 @@ def train(args, out: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         cfg = _cfg(args, "MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.SOURCE", source,
                    "MODEL.REFINE.TRAIN.ITERS", "100000", "MODEL.REFINE.TRAIN.MAX_SECONDS", str(args.seconds),
-                   "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian")
+                   "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian", "MODEL.ROI_MASK_HEAD.PASTE.FIT_MAX_INSTANCES", str(args.fit_instances))
         start = time.time()
         prepare_small_structures(cfg, folder, class_names(cfg), log=print)
         seconds[name] = round(time.time() - start, 1)
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--input-sizes", type=int, nargs="*", default=[64],
                     help="S values of refiners cropping the model's input instead of the original frame (default 64)")
     ap.add_argument("--seconds", type=int, default=90, help="step-2 training seconds per S (default 90)")
+    ap.add_argument("--fit-instances", type=int, default=400, help="instances per paste fit (default 400)")
     ap.add_argument("--encoder", default="resnet34", help="step-2 encoder (default resnet34)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/refine_S*/ (evaluate only)")
