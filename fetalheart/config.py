@@ -156,7 +156,13 @@ def add_small_structures_config(cfg: CN) -> None:
     # step-2 network (segmentation_models_pytorch ARCH/ENCODER, random init), and its mask pasted back
     # through the crop box (PASTE applies, at SIZE cells): class, score and box of step 1 are kept.
     r.ENABLED = False
+    # "detections": each step-1 detection of CLASSES is cropped and segmented again (class, score, box kept).
+    # "heart": one crop around the heart (the union of step 1's confident detections of HEART_CLASSES,
+    # MARGIN added) in which step 2 segments every class of CLASSES; its connected components (score = mean
+    # probability) replace step 1's detections of those classes ("crop the heart, then segment at full size").
+    r.MODE = "detections"
     r.CLASSES = REFINE_DEFAULT_CLASSES
+    r.HEART_CLASSES = ("LA", "RA", "LV", "RV")  # heart mode: the classes whose detections (score >= 0.5) outline it
     r.SIZE = 64
     r.MARGIN = 0.15
     # Where the crop comes from: "original" = the frame at its original resolution, enhanced (the paper crops
@@ -189,6 +195,8 @@ def _check_small_structures(cfg: CN) -> None:
     if r.SIZE < 8 or r.MARGIN < 0 or r.TRAIN.ITERS < 0 or r.TRAIN.BATCH_SIZE < 1 or r.TRAIN.MAX_SECONDS < 0:
         raise FetalHeartError("MODEL.REFINE: SIZE must be >= 8, MARGIN >= 0, TRAIN.ITERS >= 0, TRAIN.BATCH_SIZE >= 1, "
                               "TRAIN.MAX_SECONDS >= 0")
+    if r.MODE not in ("detections", "heart"):
+        raise FetalHeartError(f"MODEL.REFINE.MODE must be detections or heart, got {r.MODE!r}")
     if r.SOURCE not in ("original", "input"):
         raise FetalHeartError(f"MODEL.REFINE.SOURCE must be original or input, got {r.SOURCE!r}")
     if not 0 <= r.TRAIN.JITTER_CENTER < 1 or not 0 <= r.TRAIN.JITTER_SCALE < 1:
@@ -477,7 +485,7 @@ def small_structures_label(cfg: CN) -> str:
     refined model is another row of compare_runs, not a seed of the plain one."""
     parts = []
     if cfg.MODEL.REFINE.ENABLED:
-        parts.append(f"two-step S{cfg.MODEL.REFINE.SIZE}")
+        parts.append(f"two-step{' heart' if cfg.MODEL.REFINE.MODE == 'heart' else ''} S{cfg.MODEL.REFINE.SIZE}")
     if cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian":
         parts.append("Gaussian paste")
     return "".join(f" + {p}" for p in parts)

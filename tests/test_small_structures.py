@@ -304,3 +304,64 @@ def test_refiner_crops_the_original_frame_on_the_same_squares():
     assert torch.allclose(a, b, atol=1e-4) and float(a[2] - a[0]) == pytest.approx(1.3 * 20, abs=0.5)
     with pytest.raises(Exception, match="image_full"):
         Refiner(_ZeroNet(2), spec, names).refine(image, inst)
+
+
+class _BlobNet(torch.nn.Module):
+    """A stand-in step-2 network: channel 0 a confident square blob in the crop's centre, channel 1 nothing."""
+
+    def forward(self, x):
+        out = torch.full((x.shape[0], 2, *x.shape[-2:]), -10.0)
+        s = x.shape[-1]
+        out[:, 0, s // 4: s // 2, s // 4: s // 2] = 10.0
+        return out
+
+
+def test_heart_mode_replaces_target_detections_by_step_2_components():
+    from fetalheart.modeling.refine import Refiner, RefinerSpec
+
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances((60, 80))
+    inst.pred_boxes = Boxes(torch.tensor([[10.0, 10.0, 40.0, 40.0], [30.0, 20.0, 60.0, 50.0], [5.0, 5.0, 9.0, 9.0]]))
+    inst.pred_classes = torch.tensor([0, 2, 4])  # LA, LV (the heart), TV (a target: replaced)
+    inst.scores = torch.tensor([0.9, 0.8, 0.6])
+    inst.pred_masks = torch.ones((3, 1, 28, 28))
+    image = torch.randint(0, 255, (3, 60, 80), dtype=torch.uint8)
+    spec = RefinerSpec(["TV", "Ao"], 32, 0.1, "Unet", "resnet18", 128.0, 64.0, "input", "heart", ["LA", "LV"])
+    out = Refiner(_BlobNet(), spec, ("LA", "RA", "LV", "RV", "TV")).refine(image, inst)
+    assert out.pred_classes.tolist() == [0, 2, 4] and out.refined.tolist() == [False, False, True]
+    assert out.scores[2] > 0.99  # the component's mean probability, not step 1's 0.6
+    heart = out.refined_boxes.tensor[2]  # the union of LA and LV (10..60 x 10..50), squared, 10% per side
+    side = 50 * 1.2
+    assert torch.allclose(heart, torch.tensor([35 - side / 2, 30 - side / 2, 35 + side / 2, 30 + side / 2]), atol=1e-4)
+    cell = side / 32  # the blob covers cells 8..15 of the crop
+    assert torch.allclose(out.pred_boxes.tensor[2], torch.tensor([heart[0] + 8 * cell, heart[1] + 8 * cell,
+                                                                  heart[0] + 16 * cell, heart[1] + 16 * cell]), atol=1e-4)
+    from fetalheart.modeling.postprocess import postprocess
+
+    final = postprocess(out, 60, 80)
+    blob = final.pred_masks[2]
+    ys, xs = torch.nonzero(blob, as_tuple=True)
+    assert abs(float(xs.min()) - float(heart[0] + 8 * cell)) <= 1 and abs(float(xs.max() + 1) - float(heart[0] + 16 * cell)) <= 1
+    # no confident heart detection: step 1 as it is
+    inst.scores = torch.tensor([0.3, 0.3, 0.6])
+    again = Refiner(_BlobNet(), spec, ("LA", "RA", "LV", "RV", "TV")).refine(image, inst)
+    assert again.pred_classes.tolist() == [0, 2, 4] and not again.refined.any() and again.scores[2] == pytest.approx(0.6)
+
+
+def test_heart_mode_trains_and_evaluates(tmp_path, capsys):
+    """MODEL.REFINE.MODE heart: step 2 trains on heart crops (all target classes at once) and evaluates."""
+    from fetalheart.cli.evaluate import main as evaluate_main
+    from fetalheart.cli.train_refiner import main as train_refiner_main
+
+    cfg_file, opts, run = _toy_run(tmp_path)
+    heart = ["MODEL.REFINE.MODE", "heart", "MODEL.REFINE.CLASSES", "('RV',)", "MODEL.REFINE.HEART_CLASSES",
+             "('LA', 'RA', 'LV')", "MODEL.REFINE.SIZE", "64", "MODEL.REFINE.ENCODER", "resnet18",
+             "MODEL.REFINE.TRAIN.ITERS", "2", "MODEL.REFINE.TRAIN.BATCH_SIZE", "2", "MODEL.WEIGHTS",
+             str(run / "model_final.pth")]
+    assert train_refiner_main(["--config-file", cfg_file, "--overlay", "overlays/refine.yaml", *opts, *heart]) == 0
+    assert "3 images" in capsys.readouterr().out  # one heart crop per training frame
+    fits = load_fits(run / "mask_paste.json")
+    assert fits[64].n == 3  # one RV per frame, pasted through its frame's heart square
+    assert evaluate_main(["--config-file", cfg_file, "--quiet", *opts, *heart, "MODEL.REFINE.ENABLED", "True",
+                          "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian", "-o", str(tmp_path / "ev")]) == 0

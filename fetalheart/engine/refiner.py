@@ -59,18 +59,48 @@ def _spaced(items: list, n: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
 
 
-def ground_truth(cfg, class_ids: list[int] | None = None) -> list[tuple[torch.Tensor, int]]:
-    """(full-resolution bool mask, contiguous class) of every non-crowd training instance (no images read)."""
+def ground_truth(cfg, class_ids: list[int] | None = None) -> list[tuple[torch.Tensor, int, int]]:
+    """(full-resolution bool mask, contiguous class, image index) of every non-crowd training instance (no
+    images read)."""
     out = []
-    for d in _train_dicts(cfg):
+    for k, d in enumerate(_train_dicts(cfg)):
         annos = [a for a in d.get("annotations", []) if not a.get("iscrowd", 0)]
         if not annos:
             continue
         inst = utils.annotations_to_instances(annos, (d["height"], d["width"]), mask_format=cfg.INPUT.MASK_FORMAT)
         for m, c in zip(_bits(inst, d["height"], d["width"]), inst.gt_classes.tolist(), strict=True):
             if class_ids is None or c in class_ids:
-                out.append((m, int(c)))
+                out.append((m, int(c), k))
     return out
+
+
+def heart_box(masks: torch.Tensor, margin: float) -> torch.Tensor | None:
+    """The square heart crop of one image's (K, H, W) masks: their union's tight box, grown and made square."""
+    box = mask_box(masks.any(0)) if len(masks) else None
+    return None if box is None else square_crop_boxes(box[None], margin)[0]
+
+
+def _paste_fit_pairs(cfg, gt: list, ids: list[int], class_names) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(mask, crop box) of every target instance as step 2 pastes it: its own square (detections mode) or its
+    image's heart square (heart mode)."""
+    r = cfg.MODEL.REFINE
+    if r.MODE == "heart":
+        by_image: dict[int, list] = {}
+        for m, c, k in gt:
+            by_image.setdefault(k, []).append((m, c))
+        pairs = []
+        heart, _ = target_class_ids(r.HEART_CLASSES, class_names)
+        for items in by_image.values():
+            anchors = [m for m, c in items if c in heart]
+            box = heart_box(torch.stack(anchors), float(r.MARGIN)) if anchors else None
+            pairs += [(m, box) for m, c in items if c in ids and box is not None and m.any()]
+        return pairs
+    pairs = []
+    for m, c, _ in gt:
+        box = mask_box(m) if c in ids else None
+        if box is not None:
+            pairs.append((m, square_crop_boxes(box[None], float(r.MARGIN))[0]))
+    return pairs
 
 
 def fit_paste(cfg, out_dir: str | Path, class_names) -> Path:
@@ -79,15 +109,11 @@ def fit_paste(cfg, out_dir: str | Path, class_names) -> Path:
     gt = ground_truth(cfg)
     limit = int(p.FIT_MAX_INSTANCES)
     size = 2 * int(cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION)  # the mask head's output (14 -> 28)
-    fits = {size: fit_sigma(_spaced(instances_of(torch.stack([m for m, _ in gt])) if gt else [], limit),
+    fits = {size: fit_sigma(_spaced(instances_of(torch.stack([m for m, _, _ in gt])) if gt else [], limit),
                             size, p.SIGMA_GRID)}
     if cfg.MODEL.REFINE.ENABLED:
         ids, _ = target_class_ids(cfg.MODEL.REFINE.CLASSES, class_names)
-        pairs = []
-        for m, c in gt:
-            box = mask_box(m) if c in ids else None
-            if box is not None:
-                pairs.append((m, square_crop_boxes(box[None], float(cfg.MODEL.REFINE.MARGIN))[0]))
+        pairs = _paste_fit_pairs(cfg, gt, ids, class_names)
         fits[int(cfg.MODEL.REFINE.SIZE)] = fit_sigma(_spaced(pairs, limit), int(cfg.MODEL.REFINE.SIZE), p.SIGMA_GRID)
     path = Path(out_dir) / PASTE_FILE
     save_fits(path, fits, p.SIGMA_GRID, f"Gaussian mask paste fitted on {', '.join(cfg.DATASETS.TRAIN)}")
@@ -104,15 +130,16 @@ class CropSet:
     images: list[torch.Tensor]  # (C, H, W) pixel values
     masks: list[torch.Tensor]  # (K, H, W) bool, per image
     classes: list[torch.Tensor]  # (K,) contiguous class ids
-    items: list[tuple[int, int]]  # (image, instance) of a target class
+    items: list[tuple[int, int]]  # (image, instance) of a target class; heart mode: (image, -1)
+    heart_ids: tuple = ()  # heart mode: the classes outlining the heart
 
 
-def load_crop_set(cfg, class_ids: list[int]) -> CropSet:
+def load_crop_set(cfg, class_ids: list[int], heart_ids: list[int] = ()) -> CropSet:
     """The training split as inference crops it (MODEL.REFINE.SOURCE): at the original resolution with the
     enhancement (original), or through the evaluation mapper (enhancement, test resize; input)."""
     from fetalheart.data.mapper import build_full_resolution_mapper, build_val_loss_mapper
 
-    original = cfg.MODEL.REFINE.SOURCE == "original"
+    original, heart = cfg.MODEL.REFINE.SOURCE == "original", cfg.MODEL.REFINE.MODE == "heart"
     mapper = build_full_resolution_mapper(cfg) if original else build_val_loss_mapper(cfg)
     images, masks, classes, items = [], [], [], []
     for d in _train_dicts(cfg):
@@ -126,8 +153,11 @@ def load_crop_set(cfg, class_ids: list[int]) -> CropSet:
         images.append(x["image"])
         masks.append(bits)
         classes.append(cls)
-        items += [(k, j) for j in range(len(cls)) if int(cls[j]) in class_ids and bits[j].any()]
-    return CropSet(images, masks, classes, items)
+        if heart:
+            items += [(k, -1)] if any(int(c) in heart_ids for c in cls) else []
+        else:
+            items += [(k, j) for j in range(len(cls)) if int(cls[j]) in class_ids and bits[j].any()]
+    return CropSet(images, masks, classes, items, tuple(heart_ids))
 
 
 def jittered_boxes(tight: torch.Tensor, margin: float, jitter_center: float, jitter_scale: float,
@@ -146,7 +176,10 @@ def jittered_boxes(tight: torch.Tensor, margin: float, jitter_center: float, jit
 
 def batch(data: CropSet, picks: list[tuple[int, int]], spec: RefinerSpec, channel: dict[int, int],
           jitter: tuple[float, float], gen: torch.Generator):
-    """(crops (B, 1, S, S), targets (B, S, S) float, channels (B,)) for (image, instance) picks."""
+    """(crops (B, 1, S, S), targets (B, S, S) float, channels (B,)) for (image, instance) picks; heart mode
+    (instance -1): the heart crop and one target per channel, (B, C, S, S), channels None."""
+    if picks and picks[0][1] < 0:
+        return _heart_batch(data, picks, spec, channel, jitter, gen)
     xs, ys, chs = [], [], []
     for i, j in picks:
         m, c = data.masks[i][j], int(data.classes[i][j])
@@ -158,6 +191,30 @@ def batch(data: CropSet, picks: list[tuple[int, int]], spec: RefinerSpec, channe
     return torch.cat(xs), torch.cat(ys).float(), torch.as_tensor(chs)
 
 
+def _heart_batch(data: CropSet, picks, spec: RefinerSpec, channel: dict[int, int], jitter, gen):
+    xs, ys = [], []
+    for i, _ in picks:
+        cls = data.classes[i]
+        anchors = data.masks[i][torch.as_tensor([int(c) in data.heart_ids for c in cls])]
+        box = jittered_boxes(mask_box(anchors.any(0))[None], spec.margin, jitter[0], jitter[1], gen)
+        xs.append(grey_crops(data.images[i], box, spec))
+        target = torch.zeros((len(channel), *data.masks[i].shape[1:]))
+        for c, ch in channel.items():
+            if (cls == c).any():
+                target[ch] = data.masks[i][cls == c].any(0).float()
+        ys.append(crop(target, box, spec.size) >= 0.5)
+    return torch.cat(xs), torch.cat(ys).float(), None
+
+
+def _loss(net, x, y, ch, dice, device):
+    """BCE + soft Dice: on each crop's class channel (detections), or on every channel (heart)."""
+    logits = run_net(net, x)
+    if ch is None:
+        return F.binary_cross_entropy_with_logits(logits, y) + dice(logits.flatten(0, 1)[:, None], y.flatten(0, 1)[:, None])
+    logits = logits[torch.arange(len(ch), device=device), ch]
+    return F.binary_cross_entropy_with_logits(logits, y) + dice(logits[:, None], y[:, None])
+
+
 def train_refiner(cfg, out_dir: str | Path, class_names, log=logger.info) -> Path:
     """Train the step-2 network of ``cfg.MODEL.REFINE`` on DATASETS.TRAIN; write refiner.pth into ``out_dir``."""
     r = cfg.MODEL.REFINE
@@ -167,10 +224,13 @@ def train_refiner(cfg, out_dir: str | Path, class_names, log=logger.info) -> Pat
     if not ids:
         raise FetalHeartError(f"MODEL.REFINE.CLASSES {list(r.CLASSES)}: none is in the label set {list(class_names)}")
     names = [class_names[i] for i in ids]
-    spec = RefinerSpec.from_cfg(cfg, names)
-    data = load_crop_set(cfg, ids)
+    heart_ids, _ = target_class_ids(r.HEART_CLASSES, class_names)
+    spec = RefinerSpec.from_cfg(cfg, names, [class_names[i] for i in heart_ids])
+    data = load_crop_set(cfg, ids, heart_ids)
     if not data.items:
-        raise FetalHeartError(f"DATASETS.TRAIN has no instance of {', '.join(names)}: nothing to train step 2 on")
+        what = f"frame with a heart class ({', '.join(r.HEART_CLASSES)})" if r.MODE == "heart" else \
+            f"instance of {', '.join(names)}"
+        raise FetalHeartError(f"DATASETS.TRAIN has no {what}: nothing to train step 2 on")
     channel = {i: k for k, i in enumerate(ids)}
     gen = torch.Generator().manual_seed(int(cfg.SEED))
     torch.manual_seed(int(cfg.SEED))
@@ -189,9 +249,8 @@ def train_refiner(cfg, out_dir: str | Path, class_names, log=logger.info) -> Pat
             break
         picks = [data.items[int(k)] for k in torch.randint(len(data.items), (int(r.TRAIN.BATCH_SIZE),), generator=gen)]
         x, y, ch = batch(data, picks, spec, channel, (float(r.TRAIN.JITTER_CENTER), float(r.TRAIN.JITTER_SCALE)), gen)
-        x, y, ch = x.to(device), y.to(device), ch.to(device)
-        logits = run_net(net, x)[torch.arange(len(ch), device=device), ch]
-        loss = F.binary_cross_entropy_with_logits(logits, y) + dice(logits[:, None], y[:, None])
+        x, y, ch = x.to(device), y.to(device), None if ch is None else ch.to(device)
+        loss = _loss(net, x, y, ch, dice, device)
         opt.zero_grad()
         loss.backward()
         opt.step()
