@@ -42,20 +42,22 @@ def _cfg(args, *opts: str):
     return cfg
 
 
-def _refiners(args) -> list[tuple[str, int, str]]:
-    """(folder name, S, source) of every step-2 network of the table."""
-    return ([(f"refine_S{s}", s, "original") for s in args.sizes]
-            + [(f"refine_input_S{s}", s, "input") for s in args.input_sizes])
+def _refiners(args) -> list[tuple[str, int, str, str]]:
+    """(folder name, S, source, mode) of every step-2 network of the table."""
+    return ([(f"refine_S{s}", s, "original", "detections") for s in args.sizes]
+            + [(f"refine_input_S{s}", s, "input", "detections") for s in args.input_sizes]
+            + [(f"refine_heart_S{s}", s, "original", "heart") for s in args.heart_sizes])
 
 
 def train(args, out: Path) -> dict:
     from fetalheart.engine.refiner import prepare_small_structures
 
     seconds = {}
-    for name, s, source in _refiners(args):
+    for name, s, source, mode in _refiners(args):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         cfg = _cfg(args, "MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.SOURCE", source,
+                   "MODEL.REFINE.MODE", mode,
                    "MODEL.REFINE.TRAIN.ITERS", "100000", "MODEL.REFINE.TRAIN.MAX_SECONDS", str(args.seconds),
                    "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian", "MODEL.ROI_MASK_HEAD.PASTE.FIT_MAX_INSTANCES", str(args.fit_instances))
         start = time.time()
@@ -66,14 +68,14 @@ def train(args, out: Path) -> dict:
 
 
 def variants(args, out: Path) -> dict[str, list[str]]:
-    fit = str(out / _refiners(args)[0][0] / "mask_paste.json")  # its 28-cell line: the same for every S
+    fit = str(out / (args.paste_from or _refiners(args)[0][0]) / "mask_paste.json")  # 28-cell line: same for all
     v = {"Mask R-CNN alone": [], "+ Gaussian paste": ["MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
                                                        "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", fit]}
-    for name, s, source in _refiners(args):
+    for name, s, source, mode in _refiners(args):
         d = out / name
         ref = ["MODEL.REFINE.ENABLED", "True", "MODEL.REFINE.SIZE", str(s), "MODEL.REFINE.SOURCE", source,
-               "MODEL.REFINE.WEIGHTS", str(d / "refiner.pth")]
-        label = f"two-step S{s}" + (" (input crop)" if source == "input" else "")
+               "MODEL.REFINE.MODE", mode, "MODEL.REFINE.WEIGHTS", str(d / "refiner.pth")]
+        label = f"two-step{' heart' if mode == 'heart' else ''} S{s}" + (" (input crop)" if source == "input" else "")
         v[label] = ref
         v[f"{label} + Gaussian"] = [*ref, "MODEL.ROI_MASK_HEAD.PASTE.MODE", "gaussian",
                                     "MODEL.ROI_MASK_HEAD.PASTE.FIT_FILE", str(d / "mask_paste.json")]
@@ -88,6 +90,8 @@ def evaluate(args, out: Path) -> None:
     from fetalheart.evaluation.evaluate import evaluate_model
 
     for name, opts in variants(args, out).items():
+        if (_folder(out, name) / "report.json").is_file() and not args.reevaluate:
+            continue  # evaluated by an earlier call (--reevaluate redoes it)
         cfg = _cfg(args, *opts)
         start = time.time()
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables; they are in report.md
@@ -131,15 +135,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a trained Mask R-CNN run (config.yaml, model_final.pth)")
     ap.add_argument("--dataset", required=True, help="its labelme2coco folder")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[48, 64, 96, 128], help="S values (default 48 64 96 128)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[48, 64, 96, 128],
+                    help="S values of refiners of each detection, original-resolution crops (default 48 64 96 128)")
     ap.add_argument("--input-sizes", type=int, nargs="*", default=[64],
                     help="S values of refiners cropping the model's input instead of the original frame (default 64)")
+    ap.add_argument("--heart-sizes", type=int, nargs="*", default=[128],
+                    help="S values of heart-mode refiners (one crop around the heart; default 128)")
+    ap.add_argument("--paste-from", default=None, help="refiner folder whose mask_paste.json the Gaussian-only row uses")
     ap.add_argument("--seconds", type=int, default=90, help="step-2 training seconds per S (default 90)")
     ap.add_argument("--fit-instances", type=int, default=400, help="instances per paste fit (default 400)")
     ap.add_argument("--encoder", default="resnet34", help="step-2 encoder (default resnet34)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--skip-train", action="store_true", help="reuse OUT/refine_S*/ (evaluate only)")
     ap.add_argument("--skip-eval", action="store_true", help="train the refiners only")
+    ap.add_argument("--reevaluate", action="store_true", help="evaluate variants that have a report already")
     ap.add_argument("--table-only", action="store_true", help="the table from OUT/eval/*/report.json only")
     ap.add_argument("-o", "--output", required=True, help="output folder")
     args = ap.parse_args()
