@@ -125,9 +125,9 @@ def table(reports: dict[str, dict]) -> str:
                          f"{_f(None if ap is None else ap / 100)}")
         mean = sum(small_dice) / len(small_dice) if small_dice and all(map(math.isfinite, small_dice)) else float("nan")
         lines.append(f"| {name} | {_f(mean, 3)} | " + " | ".join(cells) + " |")
-    n = " ".join(f"{c} {pc[c]['dice']['n']}" for c in classes)
-    lines += ["", f"Cells: Dice / IoU / COCO segm AP. n (images counted for Dice and IoU): {n}; "
-                  f"{any_rep['n_images']} validation images."]
+    n = " ".join(f"{c} {any_rep['per_class'][c]['dice']['n']}" for c in classes)
+    lines += ["", f"Cells: Dice / IoU / COCO segm AP. n (images counted for Dice and IoU, first row; a frame where a "
+                  f"class is predicted but absent counts too): {n}; {any_rep['n_images']} validation images."]
     return "\n".join(lines)
 
 
