@@ -218,7 +218,7 @@ def test_missing_refiner_is_a_one_line_error(tmp_path, capsys):
     assert "tools/train_refiner.py" in capsys.readouterr().err
 
 
-def test_refine_demo_grid_is_three_runs_with_distinct_labels(tmp_path):
+def test_refine_demo_grid_runs_have_distinct_labels(tmp_path):
     """A refined model is one more grid run, labelled apart from the plain one (compare_runs rows)."""
     from fetalheart.config import model_label
     from fetalheart.evaluation.evaluate import run_summary
@@ -226,12 +226,13 @@ def test_refine_demo_grid_is_three_runs_with_distinct_labels(tmp_path):
 
     runs = load_grid("configs/refine_demo_grid.yaml", tmp_path, GridSpec(overlays=["overlays/cpu.yaml"]))
     cfgs = [r.config_node() for r in runs]
-    assert [r.name for r in runs] == ["model02", "model02-gauss", "model02-refine64"]
-    assert [c.MODEL.REFINE.ENABLED for c in cfgs] == [False, False, True]
-    assert [c.MODEL.ROI_MASK_HEAD.PASTE.MODE for c in cfgs] == ["bilinear", "gaussian", "gaussian"]
+    assert [r.name for r in runs] == ["model02", "model02-gauss", "model02-refine64", "model02-heart128"]
+    assert [c.MODEL.REFINE.ENABLED for c in cfgs] == [False, False, True, True]
+    assert [c.MODEL.ROI_MASK_HEAD.PASTE.MODE for c in cfgs] == ["bilinear", "gaussian", "gaussian", "gaussian"]
+    assert cfgs[3].MODEL.REFINE.MODE == "heart" and cfgs[3].MODEL.REFINE.SIZE == 128
     labels = [model_label(c) for c in cfgs]
-    assert labels[0] == "Mask R-CNN R50-FPN" and len(set(labels)) == 3
-    assert len({run_summary(c)["study_name"] for c in cfgs}) == 3
+    assert labels[0] == "Mask R-CNN R50-FPN" and len(set(labels)) == 4
+    assert len({run_summary(c)["study_name"] for c in cfgs}) == 4
     assert not cfgs[2].TEST.EVAL_DURING_TRAINING  # step 2 trains after step 1
 
 
