@@ -226,10 +226,10 @@ def test_refine_demo_grid_runs_have_distinct_labels(tmp_path):
 
     runs = load_grid("configs/refine_demo_grid.yaml", tmp_path, GridSpec(overlays=["overlays/cpu.yaml"]))
     cfgs = [r.config_node() for r in runs]
-    assert [r.name for r in runs] == ["model02", "model02-gauss", "model02-refine64", "model02-heart128"]
+    assert [r.name for r in runs] == ["model02", "model02-gauss", "model02-refine64", "model02-heart64"]
     assert [c.MODEL.REFINE.ENABLED for c in cfgs] == [False, False, True, True]
     assert [c.MODEL.ROI_MASK_HEAD.PASTE.MODE for c in cfgs] == ["bilinear", "gaussian", "gaussian", "gaussian"]
-    assert cfgs[3].MODEL.REFINE.MODE == "heart" and cfgs[3].MODEL.REFINE.SIZE == 128
+    assert cfgs[3].MODEL.REFINE.MODE == "heart" and cfgs[3].MODEL.REFINE.SIZE == 64
     labels = [model_label(c) for c in cfgs]
     assert labels[0] == "Mask R-CNN R50-FPN" and len(set(labels)) == 4
     assert len({run_summary(c)["study_name"] for c in cfgs}) == 4
