@@ -111,7 +111,8 @@ def add_fetalheart_config(cfg: CN) -> None:
     ``fetalheart.pipeline.keys.RUN_ONLY_KEYS`` (docs/data_and_caching.md).
     """
     for add in (_add_model_keys, _add_init_keys, _add_target_keys, _add_input_keys, _add_augmentation_keys,
-                _add_solver_keys, _add_dataset_keys, _add_test_keys, _add_eval_keys, _add_study_keys, add_smp_config):
+                _add_solver_keys, _add_dataset_keys, _add_test_keys, _add_eval_keys, _add_study_keys, add_smp_config,
+                add_small_structures_config):
         add(cfg)
 
 
@@ -148,6 +149,77 @@ def add_smp_config(cfg: CN) -> None:
     # The checkpoint of a run that run_study evaluates and compare_runs reports. The U-Net recipe
     # selects model_best.pth (lowest validation loss); Mask R-CNN reports model_final.pth (docs/training.md, "Model selection").
     cfg.TEST.REPORT_CHECKPOINT = "model_final.pth"
+
+
+#: MODEL.ROI_MASK_HEAD.PASTE.MODE values (fetalheart.modeling.paste).
+PASTE_MODES = ("bilinear", "gaussian")
+#: The step-2 refiner's default target classes: the small structures (valves and aorta), by name.
+REFINE_DEFAULT_CLASSES = ("TV", "PV", "MV", "AV", "Ao")
+
+
+def add_small_structures_config(cfg: CN) -> None:
+    """MODEL.ROI_MASK_HEAD.PASTE and MODEL.REFINE: Gaussian-smoothed mask pasting and two-step refinement of
+    small structures (docs/small_structures.md). Both off by default: the study pastes bilinearly, in one step."""
+    p = cfg.MODEL.ROI_MASK_HEAD.PASTE = CN()
+    # "bilinear": detectron2's paste (resize into the box, threshold 0.5). "gaussian": the resized soft mask is
+    # blurred with sigma = a * box width + b (output pixels) before the threshold; (a, b) fitted on
+    # DATASETS.TRAIN's ground truth per mask resolution and stored beside the model (mask_paste.json).
+    p.MODE = "bilinear"
+    p.SIGMA_GRID = tuple(round(0.25 * i, 2) for i in range(13))  # candidate sigmas, output pixels (0 .. 3)
+    p.FIT_FILE = ""  # "" = mask_paste.json beside MODEL.WEIGHTS (else in OUTPUT_DIR)
+    p.FIT_MAX_INSTANCES = 2000  # ground-truth instances the fit uses at most (evenly spaced over the split)
+    r = cfg.MODEL.REFINE = CN()
+    # Two-step refinement: each detection of CLASSES (names; classes absent from the model's label set are
+    # ignored with a note) is cropped square around its step-1 mask, grown by MARGIN x the mask's longer
+    # side on EACH side (so the side is (1 + 2 MARGIN) x the mask's), resized to SIZE x SIZE, segmented by a
+    # step-2 network (segmentation_models_pytorch ARCH/ENCODER, random init), and its mask pasted back
+    # through the crop box (PASTE applies, at SIZE cells): class, score and box of step 1 are kept.
+    r.ENABLED = False
+    # "detections": each step-1 detection of CLASSES is cropped and segmented again (class, score, box kept).
+    # "heart": one crop around the heart (the union of step 1's confident detections of HEART_CLASSES,
+    # MARGIN added) in which step 2 segments every class of CLASSES; its connected components (score = mean
+    # probability) replace step 1's detections of those classes ("crop the heart, then segment at full size").
+    r.MODE = "detections"
+    r.CLASSES = REFINE_DEFAULT_CLASSES
+    r.HEART_CLASSES = ("LA", "RA", "LV", "RV")  # heart mode: the classes whose detections (score >= 0.5) outline it
+    r.SIZE = 64
+    r.MARGIN = 0.15
+    # Where the crop comes from: "original" = the frame at its original resolution, enhanced (the paper crops
+    # the full-resolution image; a valve 3 px wide at a 160 px input is 8 px wide in a 429 px frame);
+    # "input" = the model's resized input.
+    r.SOURCE = "original"
+    r.ARCH = "Unet"
+    r.ENCODER = "resnet34"  # the paper's; resnet18 or mobilenet_v2 for quick CPU runs
+    r.WEIGHTS = ""  # "" = refiner.pth beside MODEL.WEIGHTS (else in OUTPUT_DIR)
+    t = r.TRAIN = CN()
+    # Step 2 trains on ground-truth-centred crops of DATASETS.TRAIN (test-time resize and enhancement), the
+    # centre moved by up to JITTER_CENTER x the side and the side scaled by 1 +- JITTER_SCALE, so it sees step
+    # 1's localisation errors. Adam, BCE + soft Dice on the crop's class channel.
+    t.ITERS = 1000
+    t.BATCH_SIZE = 16
+    t.BASE_LR = 1e-3
+    t.JITTER_CENTER = 0.1
+    t.JITTER_SCALE = 0.15
+    t.MAX_SECONDS = 0  # stop after this many seconds (0 = ITERS only)
+
+
+def _check_small_structures(cfg: CN) -> None:
+    p, r = cfg.MODEL.ROI_MASK_HEAD.PASTE, cfg.MODEL.REFINE
+    if p.MODE not in PASTE_MODES:
+        raise FetalHeartError(f"MODEL.ROI_MASK_HEAD.PASTE.MODE must be one of {', '.join(PASTE_MODES)}, got {p.MODE!r}")
+    if not p.SIGMA_GRID or min(p.SIGMA_GRID) < 0:
+        raise FetalHeartError("MODEL.ROI_MASK_HEAD.PASTE.SIGMA_GRID must be a non-empty list of sigmas >= 0")
+    if r.ENABLED and is_smp(cfg):
+        raise FetalHeartError("MODEL.REFINE refines Mask R-CNN detections; the U-Net family has no boxes to refine")
+    if r.SIZE < 8 or r.MARGIN < 0 or r.TRAIN.ITERS < 0 or r.TRAIN.BATCH_SIZE < 1 or r.TRAIN.MAX_SECONDS < 0:
+        raise FetalHeartError("MODEL.REFINE: SIZE must be >= 8, MARGIN >= 0, TRAIN.ITERS >= 0, TRAIN.BATCH_SIZE >= 1, "
+                              "TRAIN.MAX_SECONDS >= 0")
+    if r.MODE not in ("detections", "heart"):
+        raise FetalHeartError(f"MODEL.REFINE.MODE must be detections or heart, got {r.MODE!r}")
+    if r.SOURCE not in ("original", "input"):
+        raise FetalHeartError(f"MODEL.REFINE.SOURCE must be original or input, got {r.SOURCE!r}")
+    if not 0 <= r.TRAIN.JITTER_CENTER < 1 or not 0 <= r.TRAIN.JITTER_SCALE < 1:
+        raise FetalHeartError("MODEL.REFINE.TRAIN.JITTER_CENTER and JITTER_SCALE must lie in [0, 1)")
 
 
 def _add_model_keys(cfg: CN) -> None:
@@ -423,7 +495,19 @@ def model_label(cfg: CN) -> str:
     if is_smp(cfg):
         return f"{cfg.MODEL.SMP.ARCH} {cfg.MODEL.SMP.ENCODER}"
     depth = cfg.MODEL.RESNETS.DEPTH
-    return f"Mask R-CNN R{depth}-FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME.lower() else f"Mask R-CNN R{depth}"
+    name = f"Mask R-CNN R{depth}-FPN" if "fpn" in cfg.MODEL.BACKBONE.NAME.lower() else f"Mask R-CNN R{depth}"
+    return name + small_structures_label(cfg)
+
+
+def small_structures_label(cfg: CN) -> str:
+    """" + two-step S64 + Gaussian paste" for a model with the small-structure options on ("" without): a
+    refined model is another row of compare_runs, not a seed of the plain one."""
+    parts = []
+    if cfg.MODEL.REFINE.ENABLED:
+        parts.append(f"two-step{' heart' if cfg.MODEL.REFINE.MODE == 'heart' else ''} S{cfg.MODEL.REFINE.SIZE}")
+    if cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian":
+        parts.append("Gaussian paste")
+    return "".join(f" + {p}" for p in parts)
 
 
 def _check_smp(cfg: CN) -> None:
@@ -456,6 +540,7 @@ def finalize_cfg(cfg: CN, cpu_fallback: bool = False) -> CN:
     _check_init(cfg)
     _check_targets(cfg)
     _check_smp(cfg)
+    _check_small_structures(cfg)
     cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE, cpu_fallback)
     from fetalheart.enhance import parse_spec
 

@@ -23,6 +23,7 @@ EPILOG = """examples:
   tools/run_study.py --demo                      # phantom videos -> ... -> outputs/demo/report.md (docs/demo.md)
   tools/run_study.py --demo --folds 3            # 3-fold cross-validation by video
   tools/run_study.py --demo --iters 40 -o /tmp/quick
+  tools/run_study.py --demo --grid configs/refine_demo_grid.yaml   # + Gaussian paste, + two-step refinement
   tools/run_study.py --config-file configs/study.yaml   # your LabelMe data, the study's 22 models
 
 A second run reuses every stage whose inputs (their content, not paths or times) are unchanged and
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=DEMO_ITERS, help=f"demo: iterations per model (default {DEMO_ITERS})")
     p.add_argument("--size", type=int, default=DEMO_SIZE, help=f"demo: image long side (default {DEMO_SIZE})")
     p.add_argument("--seconds", type=float, default=6.0, help="demo: seconds of each phantom video (default 6)")
+    p.add_argument("--grid", default="configs/demo_grid.yaml", metavar="YAML",
+                   help="demo: the grid of models (default configs/demo_grid.yaml; configs/refine_demo_grid.yaml adds "
+                        "model 2 with Gaussian pasting and with two-step refinement, docs/small_structures.md)")
     add_int_list(p, "--only", "demo/study: run numbers of the grid to train, e.g. 2,14")
     p.add_argument("--max-parallel", type=parallel_count, default=None, metavar="N|auto",
                    help="models trained side by side (default: the study config's, demo: auto)")
@@ -75,7 +79,7 @@ def demo_plan(args):
                 "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MIN_SIZE_TEST", str(size), "INPUT.SQUARE_SIZE", "0",
                 "EVAL.BOOTSTRAP_SAMPLES", "500"]
     return StudyPlan(output=Path(args.output or "outputs/demo"), phantom_seeds=DEMO_SEEDS,
-                     phantom_seconds=args.seconds, grid="configs/demo_grid.yaml", folds=args.folds or 0,
+                     phantom_seconds=args.seconds, grid=args.grid, folds=args.folds or 0,
                      overlays=list(DEMO_OVERLAYS), opts=schedule, only=args.only,
                      max_parallel=args.max_parallel or "auto", overwrite=args.overwrite, force=args.force,
                      quiet=args.quiet)

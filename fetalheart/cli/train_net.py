@@ -130,13 +130,24 @@ def train(args):
     from fetalheart.engine import trainer_class
     from fetalheart.modeling.load import load_model_for_inference
 
+    from detectron2.utils import comm
+
     cfg = setup(args)
     if args.eval_only:
         model = load_model_for_inference(cfg)
         return trainer_class(cfg).test(cfg, model)
+    from fetalheart.config import class_names
+    from fetalheart.engine.refiner import fit_paste, train_refiner
+
+    main = comm.is_main_process()
+    if main and cfg.MODEL.ROI_MASK_HEAD.PASTE.MODE == "gaussian":  # before training: evaluations in training use it
+        fit_paste(cfg, cfg.OUTPUT_DIR, class_names(cfg))
     trainer = trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    if main and cfg.MODEL.REFINE.ENABLED:  # step 2 after step 1 (docs/small_structures.md)
+        train_refiner(cfg, cfg.OUTPUT_DIR, class_names(cfg))
+    return results
 
 
 def _main(argv=None) -> int:

@@ -14,6 +14,7 @@ import os
 import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is imported)
 from fetalheart.data.augment import geometric_augmentations, photometric_augmentations
 
+import numpy as np
 import torch
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
@@ -104,9 +105,38 @@ def build_train_mapper(cfg) -> DatasetMapper:
     return _annotation_mapper(cfg, train_augmentations(cfg))
 
 
+def needs_full_resolution(cfg) -> bool:
+    """Whether inference also needs the enhanced frame at its original resolution (``image_full``): two-step
+    refinement cropping the original frame (MODEL.REFINE.SOURCE original, fetalheart.modeling.refine)."""
+    refine = cfg.MODEL.get("REFINE")
+    return bool(refine is not None and refine.ENABLED and refine.SOURCE == "original")
+
+
+class FullResolutionMapper(DatasetMapper):
+    """The test mapper, plus ``image_full``: the frame with only the enhancement applied (no resize)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg, is_train=False, augmentations=test_augmentations(cfg))
+        self.enhance = T.AugmentationList(enhancement_augmentation(cfg))
+
+    def __call__(self, dataset_dict):
+        out = super().__call__(dataset_dict)
+        aug = T.AugInput(utils.read_image(dataset_dict["file_name"], format=self.image_format))
+        self.enhance(aug)
+        out["image_full"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        return out
+
+
 def build_test_mapper(cfg) -> DatasetMapper:
     """Evaluation/prediction: enhancement and the fixed test resize, no annotations needed."""
+    if needs_full_resolution(cfg):
+        return FullResolutionMapper(cfg)
     return DatasetMapper(cfg, is_train=False, augmentations=test_augmentations(cfg))
+
+
+def build_full_resolution_mapper(cfg) -> DatasetMapper:
+    """Annotated frames at their original resolution with the enhancement only (step 2's training crops)."""
+    return _annotation_mapper(cfg, enhancement_augmentation(cfg))
 
 
 def build_val_loss_mapper(cfg) -> DatasetMapper:

@@ -78,7 +78,7 @@ class CocoResults(DatasetEvaluator):
 def run_summary(cfg) -> dict:
     """What identifies the model in reports and in compare_runs (which groups runs by model and pairs
     fold runs by ``fold``; -1 = not a fold run). Adam (the U-Net recipe) has no momentum: NaN."""
-    from fetalheart.config import model_label
+    from fetalheart.config import model_label, small_structures_label
 
     momentum = float(cfg.SOLVER.MOMENTUM) if cfg.SOLVER.get("OPTIMIZER", "SGD") == "SGD" else math.nan
     return {
@@ -87,7 +87,7 @@ def run_summary(cfg) -> dict:
         "enhance": cfg.INPUT.ENHANCE,
         "momentum": momentum,
         "study_model_id": int(cfg.STUDY.MODEL_ID),
-        "study_name": cfg.STUDY.NAME,
+        "study_name": cfg.STUDY.NAME + small_structures_label(cfg) if cfg.STUDY.NAME else "",
         "fold": int(cfg.DATASETS.get("FOLD", -1)),
         "seed": int(cfg.SEED),
     }

@@ -48,7 +48,7 @@ class Predictor:
 
     def __init__(self, cfg, score_thresh: float = 0.5, classes: Sequence[int] | None = None):
         from fetalheart.config import class_names
-        from fetalheart.data.mapper import test_augmentations
+        from fetalheart.data.mapper import enhancement_augmentation, needs_full_resolution, test_augmentations
         from fetalheart.modeling.load import load_model_for_inference
 
         import torch
@@ -64,6 +64,8 @@ class Predictor:
         self.class_names = class_names(cfg)
         self.model = load_model_for_inference(cfg)
         self.augs = T.AugmentationList(test_augmentations(cfg))
+        # Two-step refinement cropping the original frame needs it enhanced at full resolution too.
+        self.full_augs = T.AugmentationList(enhancement_augmentation(cfg)) if needs_full_resolution(cfg) else None
         self.AugInput = T.AugInput
         self.input_format = cfg.INPUT.FORMAT
         self.score_thresh = float(score_thresh)
@@ -74,7 +76,12 @@ class Predictor:
         aug = self.AugInput(np.ascontiguousarray(img))
         self.augs(aug)
         tensor = self.torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
-        return {"image": tensor, "height": bgr.shape[0], "width": bgr.shape[1]}
+        out = {"image": tensor, "height": bgr.shape[0], "width": bgr.shape[1]}
+        if self.full_augs is not None:
+            full = self.AugInput(np.ascontiguousarray(img))
+            self.full_augs(full)
+            out["image_full"] = self.torch.as_tensor(np.ascontiguousarray(full.image.transpose(2, 0, 1)))
+        return out
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
         with self.torch.inference_mode():
