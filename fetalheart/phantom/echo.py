@@ -65,11 +65,11 @@ _REFL, _ATT, _IMP = _LUT
 
 # Image model constants (sizes in units of the sector radius, so statistics do not depend on the
 # frame size); tuned against shared/reference/echo_statistics.json.
-PSF_AXIAL = 0.0055  # Gaussian sigma along the beam
-PSF_LATERAL = 0.019  # Gaussian sigma across the beam at the focus, share of the radius
+PSF_AXIAL = 0.0045  # Gaussian sigma along the beam
+PSF_LATERAL = 0.0205  # Gaussian sigma across the beam at the focus, share of the radius
 FOCUS, FOCAL_ZONE = 0.5, 0.35  # focal depth and the depth over which the beam stays narrow
 PSF_BANDS = 12  # depth bands of the lateral PSF
-DEFOCUS = (3.5, 4.5)  # axial, lateral PSF widening of an out-of-focus probe
+DEFOCUS = (2.8, 3.2)  # axial, lateral PSF widening of an out-of-focus probe
 ATTENUATION = 2.2  # round-trip attenuation of soft tissue over the full depth, nepers
 SPECULAR = 4.0  # peak coherent echo (re unit speckle) per unit of impedance step
 DYNAMIC_RANGE_DB = 76.0
