@@ -78,7 +78,7 @@ TEXTURE = 0.60  # std of the tissue texture, nepers
 TEXTURE_SIZE = 0.037  # its grain (coarse grid cell), share of the radius
 GREY_KNEE, GREY_BOOST = 85.0, 1.0  # grey map: slope 1 below the knee, 1 + boost above
 LOOKS = 6  # compounded looks (independent scatterer fields averaged in intensity, as scanners do)
-NOISE = 0.17  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
+NOISE = 0.15  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
 SPECKLE_KEY_EVERY = 4  # frames between independent scatterer realisations (decorrelation time)
 _POOL_PAD = 64  # key fields are windows of one larger field, shifted by up to this many pixels
 
