@@ -3,7 +3,8 @@
 
     # the old phantom from a commit before issue 22, the new one from this checkout
     mkdir -p /tmp/old && git archive 0e654f7 fetalheart | tar -x -C /tmp/old
-    PYTHONPATH=/tmp/old .venv/bin/python -m fetalheart.cli.make_phantom -o /tmp/ph_old --frames-only -q
+    (cd /tmp/old && PYTHONPATH=/tmp/old "$OLDPWD/.venv/bin/python" -m fetalheart.cli.make_phantom \
+        -o /tmp/ph_old --frames-only -q)   # run from /tmp/old: -m imports the current folder first
     .venv/bin/python -m fetalheart.cli.make_phantom -o /tmp/ph_new --frames-only -q
     .venv/bin/python benchmarks/phantom_before_after.py /tmp/ph_old /tmp/ph_new --frame 45 \
         -o docs/images/phantom_before_after.png
