@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from fetalheart.phantom import category_schedule, render_frame
 from fetalheart.phantom.realism import (
     REFERENCE,
     STATISTICS,
@@ -15,6 +14,7 @@ from fetalheart.phantom.realism import (
     video_statistics,
 )
 
+import cv2
 import numpy as np
 import pytest
 
@@ -31,16 +31,18 @@ def _shared(rel: str) -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def demo_frames():
-    """In-focus frames of a demo-sized phantom video (640x360, 6 s): what the demo keeps.
+def demo_frames(tmp_path_factory):
+    """Frames as the demo gets them: a 640x360 phantom video (H.264), extracted with the demo's
+    options (every 3rd frame, auto-crop, out-of-focus frames dropped by the sharpness filter)."""
+    from fetalheart.phantom import PhantomSpec, make_phantom
+    from fetalheart.pipeline.study import StudyPlan
+    from fetalheart.video.extract import ExtractOptions, extract_frames
 
-    The demo's extraction drops out-of-focus frames (``min_sharpness: auto``), so they are not
-    held against in-focus real echo; every 9th frame of the rest keeps the test fast.
-    """
-    n = 180
-    cats = category_schedule(n, seed=0)
-    keep = [i for i in range(n) if cats[i] != "out_of_focus"][::9]
-    return [render_frame(i, seed=0, size=(640, 360), n_frames=n)[0][:, :, 0] for i in keep]
+    root = tmp_path_factory.mktemp("realism")
+    info = make_phantom(root / "phantom", PhantomSpec(seconds=4, size=(640, 360), seed=0), quiet=True)
+    res = extract_frames([info["video"]], root / "frames", ExtractOptions(**StudyPlan(output=root).extract), quiet=True)
+    assert len(res.kept) >= 20
+    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in res.kept]
 
 
 def test_vendored_targets_are_the_shared_reference():

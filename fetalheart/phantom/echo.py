@@ -65,11 +65,11 @@ _REFL, _ATT, _IMP = _LUT
 
 # Image model constants (sizes in units of the sector radius, so statistics do not depend on the
 # frame size); tuned against shared/reference/echo_statistics.json.
-PSF_AXIAL = 0.0055  # Gaussian sigma along the beam
-PSF_LATERAL = 0.019  # Gaussian sigma across the beam at the focus, share of the radius
+PSF_AXIAL = 0.0045  # Gaussian sigma along the beam
+PSF_LATERAL = 0.0205  # Gaussian sigma across the beam at the focus, share of the radius
 FOCUS, FOCAL_ZONE = 0.5, 0.35  # focal depth and the depth over which the beam stays narrow
 PSF_BANDS = 12  # depth bands of the lateral PSF
-DEFOCUS = (3.5, 4.5)  # axial, lateral PSF widening of an out-of-focus probe
+DEFOCUS = (2.8, 3.2)  # axial, lateral PSF widening of an out-of-focus probe
 ATTENUATION = 2.2  # round-trip attenuation of soft tissue over the full depth, nepers
 SPECULAR = 4.0  # peak coherent echo (re unit speckle) per unit of impedance step
 DYNAMIC_RANGE_DB = 76.0
@@ -78,7 +78,7 @@ TEXTURE = 0.60  # std of the tissue texture, nepers
 TEXTURE_SIZE = 0.037  # its grain (coarse grid cell), share of the radius
 GREY_KNEE, GREY_BOOST = 85.0, 1.0  # grey map: slope 1 below the knee, 1 + boost above
 LOOKS = 6  # compounded looks (independent scatterer fields averaged in intensity, as scanners do)
-NOISE = 0.17  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
+NOISE = 0.15  # receiver noise + clutter floor (amplitude re unit tissue), amplified by the TGC
 SPECKLE_KEY_EVERY = 4  # frames between independent scatterer realisations (decorrelation time)
 _POOL_PAD = 64  # key fields are windows of one larger field, shifted by up to this many pixels
 
