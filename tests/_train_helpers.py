@@ -57,3 +57,17 @@ def tiny_opts(root: Path, out: Path, iters: int = 3, size: int = 128, **extra) -
     }
     opts.update({k: str(v) for k, v in extra.items()})
     return [x for kv in opts.items() for x in kv]
+
+
+def save_untrained_run(run: Path, cfg) -> Path:
+    """An untrained model of ``cfg`` (seed 0) saved as ``run/model_final.pth``: a run folder for the
+    inference and evaluation tests, which need a model, not a trained one."""
+    from fetalheart.engine.trainer import Trainer
+
+    import torch
+
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    run.mkdir()
+    torch.save({"model": model.state_dict()}, run / "model_final.pth")
+    return run

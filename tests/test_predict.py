@@ -159,9 +159,8 @@ def test_real_tiny_model_evaluate_and_predict(tmp_path, capsys):
     from fetalheart.cli.evaluate import main as evaluate_main
     from fetalheart.cli.predict import main as predict_main
     from fetalheart.config import load_cfg
-    from fetalheart.engine.trainer import Trainer
 
-    import torch
+    from tests._train_helpers import save_untrained_run
 
     root = tmp_path / "coco"
     (root / "images").mkdir(parents=True)
@@ -187,11 +186,7 @@ def test_real_tiny_model_evaluate_and_predict(tmp_path, capsys):
             "DATASETS.TEST", "('fhtest_val',)", "EVAL.SCORE_THRESH", "0.0"]
     cfg_file = "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml"
     cfg = load_cfg(cfg_file, opts)
-    torch.manual_seed(0)
-    model = Trainer.build_model(cfg)
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save({"model": model.state_dict()}, run / "model_final.pth")
+    run = save_untrained_run(tmp_path / "run", cfg)
     (run / "metrics.json").write_text("\n".join(json.dumps(
         {"iteration": it, "total_loss": 3.0 - it / 10, "loss_mask": 0.7, "val_total_loss": 3.2 - it / 12,
          "val_loss_mask": 0.75}) for it in (9, 19, 29)) + "\n")

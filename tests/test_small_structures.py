@@ -142,9 +142,8 @@ def test_fits_file_round_trip(tmp_path):
 def _toy_run(tmp_path, extra=()):
     """An untrained R50-FPN at 128 px on toy ellipses (tests/_train_helpers), saved as a run."""
     from fetalheart.config import load_cfg
-    from fetalheart.engine.trainer import Trainer
 
-    from tests._train_helpers import make_toy_coco
+    from tests._train_helpers import make_toy_coco, save_untrained_run
 
     root = make_toy_coco(tmp_path / "coco", n_train=3, n_val=2, size=128)
     opts = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.DEVICE", "cpu",
@@ -153,11 +152,7 @@ def _toy_run(tmp_path, extra=()):
             "DATASETS.TEST", "('toyss_val',)", "EVAL.SCORE_THRESH", "0.0", "EVAL.BOOTSTRAP_SAMPLES", "20", *extra]
     cfg_file = "configs/FetalHeart-MaskRCNN-R50-FPN-scratch.yaml"
     cfg = load_cfg(cfg_file, opts)
-    torch.manual_seed(0)
-    model = Trainer.build_model(cfg)
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save({"model": model.state_dict()}, run / "model_final.pth")
+    run = save_untrained_run(tmp_path / "run", cfg)
     return cfg_file, opts, run
 
 
