@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -160,8 +161,9 @@ def synthetic_record(image_id, group: str, classes: dict[int, tuple[int, int, in
     cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     cm[np.arange(num_classes), np.arange(num_classes)] = tp.astype(int)
     ap = np.full(10, np.nan) if not n_gt.any() else np.full(10, study_ap if study_ap is not None else tp.mean())
-    return {"image_id": image_id, "file_name": f"/data/{group}_{image_id}.png", "group": group, "group_from": "coco",
-            "height": 64, "width": 64, "n_crowd": 0, "counts": counts, "n_gt": n_gt, "n_pred": n_pred,
+    gt = hashlib.sha256(counts[:, 1].tobytes()).hexdigest()[:32]  # stands in for the masks' hash
+    return {"image_id": image_id, "file_name": f"/data/{group}_{image_id}.png", "name": f"{group}_{image_id}.png",
+            "gt": gt, "group": group, "group_from": "coco", "height": 64, "width": 64, "n_crowd": 0, "counts": counts, "n_gt": n_gt, "n_pred": n_pred,
             "inst": {"tp": tp, "fp": n_pred - tp, "fn": n_gt - tp, "iou_sum": iou * tp,
                      "dice_sum": 2 * iou / (1 + iou) * tp, "ignored": np.zeros(num_classes)},
             "confusion": cm, "study_ap": ap, "dets": np.zeros((0, 12))}

@@ -210,3 +210,54 @@ def test_runs_scored_differently_are_refused(tmp_path):
         compare(load_runs([a, b]))
     c = write_eval(tmp_path / "c", recs, {**run, "enhance": "he", "study_model_id": 2})
     assert len(compare(load_runs([a, c]), n_boot=0)["rows"]) == 2
+
+
+def test_runs_scored_differently_are_compared_when_told_and_the_table_says_so(tmp_path, capsys):
+    from fetalheart.evaluation.settings import EvalSettings
+
+    recs = _records({"vid0": 0.6, "vid1": 0.7})
+    run = {"enhance": "original", "momentum": 0.9, "study_model_id": 1, "study_name": "", "fold": -1, "seed": 0}
+    a = write_eval(tmp_path / "a", recs, run)
+    b = write_eval(tmp_path / "b", recs, {**run, "enhance": "he", "study_model_id": 2},
+                   settings=EvalSettings(bootstrap_samples=200, score_thresh=0.7))
+    assert main([str(a), str(b), "-o", str(tmp_path / "refused"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "EVAL.SCORE_THRESH 0.7 vs 0.5" in err and str(a) in err and str(b) in err
+    assert not (tmp_path / "refused").exists()
+    assert main([str(a), str(b), "-o", str(tmp_path / "anyway"), "--allow-different", "-q", "--bootstrap", "0"]) == 0
+    md = (tmp_path / "anyway" / "comparison.md").read_text()
+    assert "Compared anyway (--allow-different)" in md and "EVAL.SCORE_THRESH 0.7 vs 0.5" in md
+    assert json.loads((tmp_path / "anyway" / "comparison.json").read_text())["differences"]
+
+
+def _renumbered(recs: list, first: int) -> list:
+    """The same frames (names, ground truth) under other image ids, as another conversion may number them."""
+    return [{**r, "image_id": first + k} for k, r in enumerate(recs)]
+
+
+def test_frames_are_paired_by_name_and_other_ground_truth_is_refused(tmp_path):
+    run = {"enhance": "original", "momentum": 0.9, "study_model_id": 1, "study_name": "", "fold": -1, "seed": 0}
+    he = {**run, "enhance": "he", "study_model_id": 2}
+    base = _records({f"vid{k}": 0.6 for k in range(4)})
+    better = _records({f"vid{k}": 0.8 for k in range(4)})
+    a = write_eval(tmp_path / "a", base, run)
+    b = write_eval(tmp_path / "b", _renumbered(better, 500), he)  # other ids, same frames
+    t = {r["model"]: r for r in compare(load_runs([a, b]), n_boot=0)["rows"]}["model 2"]["test"]
+    assert t["n_frames"] == 12 and t["n_groups"] == 4 and t["mean_diff"] == pytest.approx(0.2)
+    assert json.loads((a / "report.json").read_text())["ground_truth"]["n_images"] == 12
+
+    relabelled = [dict(r) for r in better]
+    relabelled[4] = {**relabelled[4], "gt": "0" * 32}  # one frame's labels edited between the two runs
+    c = write_eval(tmp_path / "c", relabelled, he)
+    with pytest.raises(FetalHeartError, match=r"different ground truth: different ground truth on 1 frame, "
+                                              r"e\.g\. vid1_4\.png"):
+        compare(load_runs([a, c]))
+    d = write_eval(tmp_path / "d", better[:9], he)  # the last video not evaluated
+    with pytest.raises(FetalHeartError, match=r"3 frames, e\.g\. vid3_10\.png only in .*a"):
+        compare(load_runs([a, d]))
+    table = compare(load_runs([a, d]), n_boot=0, allow_different=True)
+    assert "only in" in table["differences"][0]
+    # other folds hold other frames by design: not a difference
+    e = write_eval(tmp_path / "e", _records({"vid9": 0.6}, offset=90), {**run, "fold": 1})
+    f = write_eval(tmp_path / "f", base, {**run, "fold": 0})
+    assert compare(load_runs([f, e]), n_boot=0)["differences"] == []

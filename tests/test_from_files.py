@@ -143,3 +143,42 @@ def test_trained_model_report_equals_its_results_file_and_the_training_evaluator
     assert loaded["model"]["overall"]["instance_micro"]["fp"] > 0
     for rep in loaded.values():
         assert_same_numbers(loaded["trainer"], rep)
+
+
+def test_reports_hash_the_ground_truth_by_content_and_name_frames_as_the_coco_file(tmp_path, capsys):
+    """The same labels anywhere (another folder, other image ids) hash alike; an edited polygon does not,
+    and compare_runs then refuses the two evaluations in one line."""
+    import shutil
+
+    from fetalheart.cli.compare_runs import main as compare_main
+
+    name = make_coco_dataset(tmp_path / "data")
+    src = Path(MetadataCatalog.get(name).json_file)
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "data", moved)
+    coco = json.loads(src.read_text())
+    for im in coco["images"]:
+        im["id"] += 100
+    for ann in coco["annotations"]:
+        ann["image_id"] += 100
+    (moved / src.name).write_text(json.dumps(coco))
+    ann = next(a for a in coco["annotations"] if a["image_id"] == 102)
+    ann["segmentation"] = [[x + 3 for x in ann["segmentation"][0]]]  # one structure relabelled 3 px over
+    (moved / "edited.json").write_text(json.dumps(coco))
+
+    def evaluate(gt_file: Path, out: str) -> dict:
+        assert evaluate_main(["--predictions", str(src), "--ground-truth", str(gt_file), "--images", str(gt_file.parent),
+                              "--bootstrap", "0", "--name", out, "-o", str(tmp_path / out), "-q"]) == 0
+        return json.loads((tmp_path / out / "report.json").read_text())
+
+    a, b, c = evaluate(src, "a"), evaluate(moved / src.name, "b"), evaluate(moved / "edited.json", "c")
+    assert [im["name"] for im in a["images"]] == [f"frame_{i:04d}.png" for i in range(4)]
+    assert all(len(im["gt"]) == 32 for im in a["images"])
+    assert a["ground_truth"]["sha256"] == b["ground_truth"]["sha256"] != c["ground_truth"]["sha256"]
+    assert [im["gt"] for im in a["images"]] == [im["gt"] for im in b["images"]]
+    assert sum(x["gt"] != y["gt"] for x, y in zip(a["images"], c["images"], strict=True)) == 1
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "ab"), "-q"]) == 0
+    assert compare_main([str(tmp_path / "a"), str(tmp_path / "c"), "-o", str(tmp_path / "ac"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different ground truth on 1 frame, e.g. frame_0001.png" in err[0]

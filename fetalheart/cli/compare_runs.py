@@ -19,6 +19,9 @@ EPILOG = r"""example:
   tools/compare_runs.py output/fold*/model* -o cmp --group-regex '(patient\d+)_'
   tools/compare_runs.py output/model* -o cmp --rank-by study_mAP --primary "model 14,model 1"
 
+Runs are refused (one line naming both) when they were scored on different frames or ground
+truth (a hash per frame in report.json; frames are paired by fold and file name) or with different
+EVAL settings, unless --allow-different, which comparison.md then states.
 Runs of one model on several folds (DATASETS.FOLD) and seeds are grouped: mean +/- std over folds.
 The paired test against the baseline (default: the Original-enhancement model at the same momentum)
 scores every frame of both on one class set (empty frames kept, so false alarms count), averages the
@@ -54,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-regex", default=None, metavar="REGEX",
                    help="regroup frames by file name: the first capture group of REGEX (searched in the file "
                         "path) names the video/patient (default: the group stored by evaluate)")
+    p.add_argument("--allow-different", action="store_true",
+                   help="compare runs even when they were scored on different ground truth or frames, or with "
+                        "different EVAL settings (refused by default); comparison.md then lists the differences")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_overwrite(p, "comparison.{md,csv,json,png} in OUT")
@@ -76,7 +82,7 @@ def _main(argv=None) -> int:
             raise FetalHeartError(f"--primary takes two models, 'A,B'; got {args.primary!r}")
     runs = load_runs(args.runs, args.dataset, group_regex=args.group_regex)
     table = compare(runs, baseline=args.baseline, rank_by=args.rank_by, alpha=args.alpha, n_boot=args.bootstrap,
-                    seed=args.seed, test_metric=args.test_metric, primary=primary)
+                    seed=args.seed, test_metric=args.test_metric, primary=primary, allow_different=args.allow_different)
     write_comparison(table, args.output, overwrite=args.overwrite)
     if not args.quiet:
         print(comparison_markdown(table))

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from fetalheart.classes import CLASS_NAMES
 from fetalheart.evaluation import metrics as M
-from fetalheart.evaluation.per_image import N_T, compact_record
+from fetalheart.evaluation.per_image import N_T, compact_record, ground_truth_summary
 from fetalheart.evaluation.settings import EvalSettings
 from fetalheart.evaluation.study_map import (
     IOU_THRESHOLDS,
@@ -167,6 +167,7 @@ def summarize_records(records: Sequence[dict], class_names: Sequence[str] = CLAS
                      "study_map_iou_thresholds": {"matterport": MATTERPORT_IOU_THRESHOLDS.tolist(),
                                                   "corrected": IOU_THRESHOLDS.tolist()}},
         "classes": list(class_names),
+        "ground_truth": ground_truth_summary(records),
         "n_images": a["n"],
         "n_groups": len(a["groups"]),
         "per_class": per_class,

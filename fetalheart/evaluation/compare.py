@@ -21,7 +21,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fetalheart.evaluation.metrics import group_index, macro_summary, quiet_nan
@@ -91,6 +91,7 @@ class Frame:
     group: str
     counts: dict[int, tuple[float, float, float]]
     ap: float = float("nan")  # Matterport's per-frame AP (mean over its thresholds); NaN without ground truth
+    gt: str = ""  # hash of the frame's ground truth as scored ("": a report written before it was recorded)
 
 
 @dataclass
@@ -193,7 +194,15 @@ def _regroup(file_name: str, pattern: re.Pattern) -> str:
     return m.group(1) if pattern.groups else m.group(0)
 
 
+def _frame_name(img: dict) -> str:
+    """The name a frame is paired by: its file name in the COCO file (relative, the same wherever the
+    dataset lies); a report from before it was recorded: the base name of the image path."""
+    return str(img.get("name") or Path(str(img.get("file_name", img.get("image_id", "")))).name)
+
+
 def _frames(rep: dict, path: Path, group_regex: re.Pattern | None) -> dict[str, Frame]:
+    """The report's frames keyed by ``_frame_name`` (not image ids: two conversions of the same labels
+    may number the frames differently)."""
     if "images" not in rep:
         raise FetalHeartError(f"{path} has no per-frame records (written by an older fetalheart): "
                               "re-run tools/evaluate.py --overwrite")
@@ -204,7 +213,10 @@ def _frames(rep: dict, path: Path, group_regex: re.Pattern | None) -> dict[str, 
         counts = {int(c): (float(v[0]), float(v[1]), float(v[2])) for c, v in img["classes"].items()
                   if v[1] or v[2]}
         ap = [np.nan if v is None else float(v) for v in img.get("study_ap", [])]
-        out[str(img["image_id"])] = Frame(name, group, counts, float(np.mean(ap)) if ap else float("nan"))
+        key = _frame_name(img)
+        if key in out:
+            raise FetalHeartError(f"{path}: two evaluated frames are named {key!r}: frames are paired by name")
+        out[key] = Frame(name, group, counts, float(np.mean(ap)) if ap else float("nan"), str(img.get("gt") or ""))
     return out
 
 
@@ -249,20 +261,69 @@ def load_run(report_path: Path, group_regex: str | None = None) -> EvaluatedRun:
 COMPARABLE_SETTINGS = ("score_thresh", "study_map_mode", "study_map_min_score")
 
 
-def check_comparable(runs: Sequence[EvaluatedRun]) -> None:
-    """Refuse runs scored differently (EVAL settings or class list): their numbers measure different things."""
+def _settings_difference(a: EvaluatedRun, b: EvaluatedRun) -> str | None:
+    diff = [k for k in COMPARABLE_SETTINGS if None not in (a.settings.get(k), b.settings.get(k))
+            and a.settings.get(k) != b.settings.get(k)]
+    if not diff:
+        return None
+    vals = "; ".join(f"EVAL.{k.upper()} {b.settings[k]} vs {a.settings[k]}" for k in diff)
+    return f"{b.path} and {a.path} were scored with different settings ({vals})"
+
+
+def _example(names: Sequence[str]) -> str:
+    return f"{len(names)} frame{'s' * (len(names) != 1)}, e.g. {sorted(names)[0]}"
+
+
+def _ground_truth_difference(a: EvaluatedRun, b: EvaluatedRun) -> str | None:
+    """How two evaluations of one fold differ in what they were scored on: other frames, or the same
+    frames with other ground truth (by each frame's hash; None when they agree)."""
+    only_a, only_b = sorted(set(a.frames) - set(b.frames)), sorted(set(b.frames) - set(a.frames))
+    relabelled = sorted(k for k in set(a.frames) & set(b.frames)
+                        if a.frames[k].gt and b.frames[k].gt and a.frames[k].gt != b.frames[k].gt)
+    parts = []
+    if relabelled:
+        parts.append(f"different ground truth on {_example(relabelled)}")
+    if only_b:
+        parts.append(f"{_example(only_b)} only in {b.path}")
+    if only_a:
+        parts.append(f"{_example(only_a)} only in {a.path}")
+    if not parts:
+        return None
+    fold = f" (fold {a.fold})" if a.fold >= 0 else ""
+    return f"{b.path} and {a.path} were evaluated on different ground truth{fold}: {'; '.join(parts)}"
+
+
+def check_comparable(runs: Sequence[EvaluatedRun], allow_different: bool = False) -> list[str]:
+    """Refuse runs scored differently: other EVAL settings, or (in the same fold) other frames or other
+    ground truth (each frame's hash in report.json), in one line naming both runs. Their numbers measure
+    different things. ``allow_different``: return those lines instead (the table then states them).
+    Different class lists are always refused: class ids would not mean the same structure."""
+    notes: list[str] = []
     if not runs:
-        return
+        return notes
     first = runs[0]
-    for r in runs[1:]:
+    first_of_fold: dict[int, EvaluatedRun] = {}
+    for r in runs:
         if r.classes and first.classes and r.classes != first.classes:
             raise FetalHeartError(f"{r.path} was evaluated with classes {r.classes}, {first.path} with "
                                   f"{first.classes}: not comparable")
-        diff = [k for k in COMPARABLE_SETTINGS if None not in (r.settings.get(k), first.settings.get(k))
-                and r.settings.get(k) != first.settings.get(k)]
-        if diff:
-            raise FetalHeartError(f"{r.path} and {first.path} were scored with different "
-                                  f"{', '.join('EVAL.' + k.upper() for k in diff)}: re-evaluate with the same settings")
+        ref = first_of_fold.setdefault(r.fold, r)
+        found = [_settings_difference(first, r) if r is not first else None,
+                 _ground_truth_difference(ref, r) if r is not ref else None]
+        for line in filter(None, found):
+            if not allow_different:
+                raise FetalHeartError(f"{line}: re-evaluate them alike, or pass --allow-different to compare anyway")
+            notes.append(line)
+    return notes
+
+
+def unchecked_ground_truth(runs: Sequence[EvaluatedRun]) -> str | None:
+    """A note when some runs' reports predate ground-truth hashes (their frames are paired by name only)."""
+    unchecked = [str(r.path) for r in runs if r.frames and not any(f.gt for f in r.frames.values())]
+    if not unchecked:
+        return None
+    return (f"ground truth not checked for {len(unchecked)} run(s), e.g. {unchecked[0]}: their report.json predates "
+            "ground-truth hashes (re-run tools/evaluate.py --overwrite)")
 
 
 def load_runs(paths: Sequence[str | os.PathLike], dataset: str | None = None,
@@ -567,21 +628,37 @@ def _primary(rows: list[dict], runs_of: dict, primary: tuple[str, str], n_boot: 
     return prim
 
 
-def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: str = "segm_AP",
-            alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, test_metric: str = "dice",
-            primary: tuple[str, str] | None = None) -> dict:
+@dataclass
+class CompareOptions:
+    """How ``compare`` builds its table (the compare_runs flags of the same names)."""
+
+    baseline: str | None = None  # model name or study id (default: Original at the same momentum)
+    rank_by: str = "segm_AP"
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+    test_metric: str = "dice"  # per-frame metric of the table's p-value and verdict columns
+    primary: tuple[str, str] | None = None  # one more pair (a, b), tested as its own family of 1
+    allow_different: bool = False  # compare runs scored differently; the table then lists how
+
+
+def compare(runs: Sequence[EvaluatedRun], options: CompareOptions | None = None, **changes) -> dict:
     """The comparison table (one row per model, folds and seeds grouped) with ranks and paired tests.
 
     Every model is tested against its baseline on each per-frame metric: alone (a family of 1, the
     primary question "is this model better than the baseline?") and within the family of all the
-    table's comparisons (Holm). ``primary`` names one more pair (a, b) tested as its own family of 1.
-    ``test_metric`` is the metric of the table's p-value and verdict columns.
+    table's comparisons (Holm). ``options`` (a ``CompareOptions``; ``changes`` replace its fields, e.g.
+    ``compare(runs, n_boot=0)``). Runs scored differently are refused (``check_comparable``) unless
+    ``allow_different``; the table then lists how they differ.
     """
+    o = replace(options or CompareOptions(), **changes)
+    baseline, rank_by, alpha, n_boot, seed = o.baseline, o.rank_by, o.alpha, o.n_boot, o.seed
+    test_metric, primary = o.test_metric, o.primary
     if rank_by not in METRICS:
         raise FetalHeartError(f"--rank-by must be one of {', '.join(METRICS)}")
     if test_metric not in PAIRED_METRICS:
         raise FetalHeartError(f"--test-metric must be one of {', '.join(PAIRED_METRICS)}")
-    check_comparable(runs)
+    differences = check_comparable(runs, o.allow_different)
     groups: dict[tuple, list[EvaluatedRun]] = defaultdict(list)
     for r in runs:
         # NaN (no momentum: Adam) is not equal to itself: key it as None so such runs group too.
@@ -601,7 +678,8 @@ def compare(runs: Sequence[EvaluatedRun], baseline: str | None = None, rank_by: 
     prim = _primary(rows, runs_of, primary, n_boot, seed, alpha) if primary else None
     n_groups = max((r["test"]["n_groups"] for r in tested), default=0)
     return {"rows": order, "rank_by": rank_by, "alpha": alpha, "best": best["best"], "best_vs_runner_up": best,
-            "test_metric": test_metric, "primary": prim,
+            "test_metric": test_metric, "primary": prim, "differences": differences,
+            "unchecked": unchecked_ground_truth(runs),
             "n_comparisons": m_family, "n_tested": int(sum(np.isfinite(r["test"]["p"]) for r in tested)),
             "power": {"n_groups": n_groups, "family": reachability(n_groups, max(m_family, 1), alpha),
                       "alone": reachability(n_groups, 1, alpha)},
@@ -704,6 +782,14 @@ def primary_lines(table: dict) -> list[str]:
     return out
 
 
+def _differences_lines(table: dict) -> list[str]:
+    diffs = table.get("differences") or []
+    if not diffs:
+        return []
+    return ["**Compared anyway (--allow-different): these runs were not scored alike, so their differences "
+            "below mix the models with what differs here:**", "", *[f"- {d}" for d in diffs], ""]
+
+
 def comparison_markdown(table: dict) -> str:
     rows = table["rows"]
     notes = sorted({f"{r['model']}: {r['test']['note']}" for r in rows if r.get("test", {}).get("note")})
@@ -727,7 +813,7 @@ def comparison_markdown(table: dict) -> str:
              "All scores 0-1. Runs = folds x seeds; a value without '(K folds)' or 's' comes from one "
              "evaluation (its frames / groups in that column). Paired tests on "
              f"{METRIC_LABELS[table['test_metric']]}: {table['n_tested']} of {m} comparisons had a test "
-             f"(alpha {table['alpha']}).", "", power, "", *primary_lines(table), "", "## Definitions", "",
+             f"(alpha {table['alpha']}).", "", *_differences_lines(table), power, "", *primary_lines(table), "", "## Definitions", "",
              table["definitions"], "",
              "| rank | model | family | enhance | momentum | runs | COCO segm AP | study mAP (Matterport) | "
              "mAP (corrected) | IoU | Dice | Dice pooled [95% CI] | frames / groups | baseline | "
@@ -737,8 +823,8 @@ def comparison_markdown(table: dict) -> str:
     lines += [_row_line(r, rank_key) for r in rows]
     if any(r.get("tests") for r in rows):
         lines += ["", "## Paired differences on every per-frame metric", "", *_metric_tests_lines(rows)]
-    if notes:
-        lines += ["", *[f"- {n}" for n in notes]]
+    if notes or table.get("unchecked"):
+        lines += ["", *[f"- {n}" for n in notes + [table.get("unchecked")] if n]]
     return "\n".join(lines) + "\n"
 
 
@@ -805,7 +891,8 @@ def comparison_figure(table: dict, path: str | os.PathLike, overwrite: bool = Tr
     frames = sorted({r["n_frames"] for r in rows})
     n_text = (f"n = {', '.join(map(str, groups))} group{'s' * (groups != [1])} (videos), "
               f"{', '.join(map(str, frames))} frames")
-    ax.set_title(f"Models compared, {n_text}\nIoU/Dice pooled; whiskers: 95% cluster-bootstrap CI from "
+    anyway = " - COMPARED ANYWAY: not scored alike (comparison.md)" if table.get("differences") else ""
+    ax.set_title(f"Models compared, {n_text}{anyway}\nIoU/Dice pooled; whiskers: 95% cluster-bootstrap CI from "
                  f"{table['min_groups_for_bootstrap']} groups on, none below; * = paired "
                  f"{METRIC_LABELS[table['test_metric']]} differs from baseline (Holm)", fontsize=7)
     ax.legend(ncol=5, fontsize=7, loc="upper left")

@@ -30,17 +30,28 @@ from detectron2.utils import comm
 logger = logging.getLogger(__name__)
 
 
-def dataset_groups(dataset_name: str) -> dict:
-    """image id -> group (video/patient) from the dataset's COCO file: its ``group`` key, else the COCO
-    ``file_name`` without the frame index. detectron2's ``load_coco_json`` drops unknown image keys,
-    so the file is read here; {} when the dataset has no ``json_file``."""
+def _coco_images(dataset_name: str) -> list[dict]:
+    """The ``images`` of the dataset's COCO file ([] when it has no ``json_file``): detectron2's
+    ``load_coco_json`` drops unknown image keys and makes ``file_name`` absolute, so the file is read here."""
     json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
     if not json_file or not Path(json_file).is_file():
-        return {}
+        return []
     with open(json_file, encoding="utf-8") as f:
-        images = json.load(f).get("images", [])
+        return json.load(f).get("images", [])
+
+
+def dataset_groups(dataset_name: str) -> dict:
+    """image id -> group (video/patient) from the dataset's COCO file: its ``group`` key, else the COCO
+    ``file_name`` without the frame index; {} when the dataset has no ``json_file``."""
     return {im["id"]: (str(im["group"]), "coco") if im.get("group") not in (None, "") else
-            (default_group(str(im.get("file_name", im["id"]))), "file name") for im in images}
+            (default_group(str(im.get("file_name", im["id"]))), "file name") for im in _coco_images(dataset_name)}
+
+
+def dataset_names(dataset_name: str) -> dict:
+    """image id -> the frame's ``file_name`` as its COCO file writes it (relative to the image folder): the
+    name compare_runs pairs frames by, the same wherever the dataset lies ({} without a ``json_file``:
+    ``image_data`` then falls back to the base name)."""
+    return {im["id"]: str(im["file_name"]) for im in _coco_images(dataset_name) if im.get("file_name")}
 
 
 def record_group(record: dict, groups: dict) -> tuple[str, str]:
@@ -71,6 +82,7 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
         self.class_names = list(getattr(meta, "thing_classes", CLASS_NAMES))
         self._gt: dict | None = None
         self._groups: dict | None = None
+        self._names: dict = {}
         self.report: dict | None = None
         self._records: list[dict] = []
 
@@ -87,6 +99,7 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
         if self._gt is None:
             self._gt = {d["image_id"]: d for d in DatasetCatalog.get(self.dataset_name)}
             self._groups = dataset_groups(self.dataset_name)
+            self._names = dataset_names(self.dataset_name)
         return self._gt
 
     def reset(self) -> None:
@@ -121,7 +134,8 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
             h, w = int(record["height"]), int(record["width"])
             coco = coco_predictions[k] if coco_predictions is not None else None
             pred_rles, classes, scores = self._predictions(out, coco, h, w, inp["image_id"])
-            img = image_data(record, pred_rles, classes, scores, record_group(record, self._groups))
+            img = image_data(record, pred_rles, classes, scores, record_group(record, self._groups),
+                             self._names.get(record["image_id"], ""))
             self._records.append(image_record(img, len(self.class_names), self.settings, self.keep_predictions))
 
     def evaluate(self):

@@ -11,7 +11,10 @@ never ground truth: see ``image_record``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fetalheart.annotations import rle
 from fetalheart.annotations.rle import segmentation_rle
@@ -67,17 +70,45 @@ class ImageData:
     crowd_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     group: str = ""
     group_from: str = ""
+    name: str = ""  # the frame's name in its COCO file (relative, as written): compare_runs pairs frames by it
 
 
-def image_data(record: dict, pred_rles: list, pred_classes, pred_scores, group: tuple[str, str] = ("", "")) -> ImageData:
+def image_data(record: dict, pred_rles: list, pred_classes, pred_scores, group: tuple[str, str] = ("", ""),
+               name: str = "") -> ImageData:
     """One image's ground truth (a detectron2 dataset dict) with its predictions (RLEs, contiguous classes,
-    scores) and its (group, where the group came from): what a model's evaluator and an evaluation from
-    files both reduce with ``image_record``."""
+    scores), its (group, where the group came from) and its COCO file name: what a model's evaluator and
+    an evaluation from files both reduce with ``image_record``."""
     gt_rles, gt_classes = annotation_rles(record)
     crowd_rles, crowd_classes = annotation_rles(record, crowd=True)
     return ImageData(record["image_id"], record.get("file_name", ""), int(record["height"]), int(record["width"]),
                      gt_rles, gt_classes, pred_rles, np.asarray(pred_classes, dtype=int),
-                     np.asarray(pred_scores, dtype=np.float64), crowd_rles, crowd_classes, group[0], group[1])
+                     np.asarray(pred_scores, dtype=np.float64), crowd_rles, crowd_classes, group[0], group[1],
+                     name or Path(str(record.get("file_name", ""))).name)
+
+
+def ground_truth_digest(img: ImageData) -> str:
+    """A hash of one image's ground truth as scored: its size and every (class, mask) of the ground truth
+    and of the ignore regions, annotation order ignored. Content only (no paths, ids or times), so two
+    evaluations of the same labels agree wherever the files lie, and a relabelled frame differs."""
+    def masks(rles, classes):
+        return sorted([int(c), rle.to_json(r)["counts"]] for c, r in zip(classes, rles, strict=True))
+
+    doc = [int(img.height), int(img.width), masks(img.gt_rles, img.gt_classes),
+           masks(img.crowd_rles, img.crowd_classes)]
+    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()[:GT_DIGEST_CHARS]
+
+
+#: Hex characters of a frame's ground-truth hash kept in report.json (128 bits).
+GT_DIGEST_CHARS = 32
+
+
+def ground_truth_summary(records: list[dict]) -> dict:
+    """The report's ``ground_truth`` entry: one hash over every evaluated frame's name and ground truth."""
+    pairs = sorted([str(r.get("name", "")), str(r.get("gt", ""))] for r in records)
+    digest = hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
+    return {"sha256": digest, "n_images": len(records),
+            "definition": "SHA-256 over the sorted (frame name, frame ground-truth hash) pairs; a frame's hash covers "
+                          "its size and every ground-truth and ignore-region mask with its class, not paths or ids"}
 
 
 def _semantic(img: ImageData, seg: np.ndarray, num_classes: int) -> tuple[np.ndarray, dict]:
@@ -130,7 +161,7 @@ def image_record(img: ImageData, num_classes: int, settings: EvalSettings | None
     area_g = rle.areas(img.gt_rles)
     rec = {
         "image_id": img.image_id, "file_name": img.file_name, "group": img.group, "group_from": img.group_from,
-        "height": int(img.height), "width": int(img.width), "n_crowd": len(img.crowd_rles),
+        "name": img.name, "gt": ground_truth_digest(img), "height": int(img.height), "width": int(img.width), "n_crowd": len(img.crowd_rles),
         "counts": counts,
         "n_gt": np.bincount(gc, minlength=num_classes)[:num_classes],
         "n_pred": np.bincount(pc[seg], minlength=num_classes)[:num_classes],
@@ -167,8 +198,8 @@ def compact_record(rec: dict) -> dict:
     used = np.flatnonzero(np.abs(np.nan_to_num(rows[:, :len(_CLASS_FIELDS)])).sum(1) > 0)
     cm = np.asarray(rec["confusion"])
     return {
-        "image_id": rec["image_id"], "file_name": rec["file_name"], "group": rec.get("group", ""),
-        "group_from": rec.get("group_from", ""), "height": rec.get("height"), "width": rec.get("width"),
+        "image_id": rec["image_id"], "file_name": rec["file_name"], "name": rec.get("name", ""),
+        "gt": rec.get("gt", ""), "group": rec.get("group", ""), "group_from": rec.get("group_from", ""), "height": rec.get("height"), "width": rec.get("width"),
         "n_crowd": int(rec.get("n_crowd", 0)), "num_classes": C,
         "classes": {str(c): [_num(v) for v in rows[c]] for c in used},
         "confusion": [[int(i), int(j), int(cm[i, j])] for i, j in zip(*np.nonzero(cm), strict=True)],
@@ -195,7 +226,8 @@ def record_from_compact(img: dict, boundary: bool = False) -> dict:
     cm = np.zeros((C + 1, C + 1), dtype=np.int64)
     for i, j, v in img["confusion"]:
         cm[i, j] = v
-    rec = {k: img.get(k) for k in ("image_id", "file_name", "group", "group_from", "height", "width", "n_crowd")}
+    rec = {k: img.get(k) for k in ("image_id", "file_name", "name", "gt", "group", "group_from", "height", "width",
+                                   "n_crowd")}
     rec.update(counts=rows[:, :3].astype(np.int64), n_gt=rows[:, 3].astype(np.int64),
                n_pred=rows[:, 4].astype(np.int64), confusion=cm,
                inst={k: rows[:, 5 + i] for i, k in enumerate(M.INSTANCE_KEYS)},
