@@ -5,8 +5,8 @@ usual cheap focus measure. It is computed at source resolution (resizing changes
 sector only: the auto-detected fan's interior (eroded, so the fan's own edge is out), or the
 whole --crop box when the user gives one, or the whole frame if no sector is found. Burned-in
 text and the fan edge are sharp whatever the focus: on the phantom (1280x720), out-of-focus
-frames measure 0.83 of the in-focus median on the whole frame, 0.34 of the reference on the
-sector's bounding box and 0.01 inside the eroded fan.
+frames measure 1.01 of the in-focus median on the whole frame and 0.33-0.39 of the reference
+inside the eroded fan.
 Its scale depends on the machine, gain and resolution, which is why the default threshold is
 relative to the video (``auto``: a fraction of a high percentile over the video), not absolute.
 """
@@ -23,8 +23,8 @@ import numpy as np
 #: ``auto`` threshold = AUTO_FRACTION x the AUTO_PERCENTILE-th percentile of the video's
 #: sharpness. A high percentile (not the median) stays a sharp-frame reference even when up to
 #: 3/4 of the video is out of focus (a probe sweep). On the phantom, out-of-focus frames measure
-#: <= 0.01 and in-focus frames >= 0.71 of that reference (docs/extract_frames.md, "Definitions"); 0.5 leaves room
-#: for real videos, whose in-focus frames vary more.
+#: 0.18-0.39 and in-focus frames 0.50-1.37 of that reference (the lowest: frames without a heart at
+#: 480x270; docs/extract_frames.md, "Definitions").
 AUTO_FRACTION = 0.5
 AUTO_PERCENTILE = 75
 
