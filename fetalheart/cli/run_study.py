@@ -34,7 +34,7 @@ frames stop it with an error naming them): label extracted frames into OUTPUT/la
 """
 
 #: Demo schedule on a 2-core laptop (docs/demo.md: the measured trade-off and why this point).
-DEMO_ITERS = 700
+DEMO_ITERS = 600
 DEMO_SIZE = 160
 #: Overlays of the demo: fetalheart's recommended protocol, sized for a CPU, then the demo's own choices.
 DEMO_OVERLAYS = ["overlays/recommended.yaml", "overlays/cpu.yaml", "overlays/demo.yaml"]

@@ -18,8 +18,11 @@ import contextlib
 import csv
 import io
 import json
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from fetalheart.pipeline.keys import evaluation_key, labelme_key, run_only_opts
@@ -79,7 +82,12 @@ def _phantoms(plan: StudyPlan, folder: Path) -> dict:
     from fetalheart.phantom import PhantomSpec, make_phantom
 
     specs = [PhantomSpec(seconds=plan.phantom_seconds, size=plan.phantom_size, seed=s) for s in plan.phantom_seeds]
-    made = [make_phantom(folder / spec.stem, spec, quiet=plan.quiet) for spec in specs]
+    jobs = min(len(specs), os.cpu_count() or 1)
+    if jobs < 2:
+        made = [make_phantom(folder / spec.stem, spec, quiet=plan.quiet) for spec in specs]
+    else:  # one process per video: rendering is mostly single-threaded Python around small OpenCV filters
+        with ProcessPoolExecutor(jobs) as pool:
+            made = list(pool.map(partial(make_phantom, quiet=True), [folder / spec.stem for spec in specs], specs))
     n = sum(sum(m["counts"].values()) for m in made)
     return {"what": f"{len(made)} phantom videos, {n} frames at {plan.phantom_size[0]}x{plan.phantom_size[1]}",
             "videos": [_rel(plan.output, p) for p in sorted(folder.glob("*/*.mp4"))]}
