@@ -142,3 +142,14 @@ def test_an_edited_model_file_sets_that_run_aside_and_says_why(setup):
     (stale,) = (out / ".stale").iterdir()
     assert (stale / "model_final.pth").read_bytes() == b"weights of model14"  # set aside, never deleted
     assert (out / "model02" / "model_final.pth").is_file()
+
+
+def test_evaluation_key_holds_the_report_version(tmp_path, monkeypatch):
+    """A report written by code that recorded less (no ground-truth hashes) is not reused as if current."""
+    model = tmp_path / "model_final.pth"
+    model.write_bytes(b"weights")
+    cfg = {"EVAL": {"SCORE_THRESH": 0.5}}
+    now = keys.evaluation_key("run", model, cfg)
+    assert keys.evaluation_key("run", model, cfg) == now
+    monkeypatch.setattr(keys, "REPORT_VERSION", keys.REPORT_VERSION - 1)
+    assert keys.evaluation_key("run", model, cfg) != now

@@ -24,6 +24,11 @@ from fetalheart.evaluation.study_map import (
 
 import numpy as np
 
+#: What a report.json holds; bumped when its content changes, so cached evaluations are redone
+#: (the pipeline's evaluation key holds it). 2: per-frame names and ground-truth hashes (compare_runs pairs
+#: frames by name and refuses other ground truth).
+REPORT_VERSION = 2
+
 
 def _arrays(records: Sequence[dict], C: int) -> dict:
     n = len(records)
@@ -159,6 +164,7 @@ def summarize_records(records: Sequence[dict], class_names: Sequence[str] = CLAS
     confusion = sum((r["confusion"] for r in records), np.zeros((C + 1, C + 1), dtype=np.int64))
     group_source = _group_source(records)
     return {
+        "report_version": REPORT_VERSION,
         "definitions": M.DEFINITIONS.format(score_thresh=s.score_thresh, n_boot=s.bootstrap_samples,
                                             study_min_score=s.study_map_min_score, study_mode=s.study_map_mode,
                                             group_source=group_source, min_boot=M.MIN_GROUPS_FOR_BOOTSTRAP),

@@ -22,6 +22,7 @@ from typing import Any
 
 import fetalheart
 from fetalheart.enhance.cache import CACHE_VERSION
+from fetalheart.evaluation.aggregate import REPORT_VERSION
 from fetalheart.utils.io import file_sha256
 from fetalheart.utils.keys import content_key, files_digest, folder_files
 
@@ -142,9 +143,10 @@ def run_only_opts(cfg: Mapping) -> list[str]:
 
 
 def evaluation_key(run_key: str, model: Path, cfg: Mapping) -> str:
-    """Key of one evaluation: the run's training key, the model file's content, the evaluation settings."""
+    """Key of one evaluation: the run's training key, the model file's content, the evaluation settings and
+    the version of what a report holds (a report from older code lacks what compare_runs checks)."""
     return content_key({"run": run_key, "model": file_sha256(model), "eval": evaluation_settings(cfg),
-                        "code": fetalheart.__version__})[:16]
+                        "code": fetalheart.__version__, "report": REPORT_VERSION})[:16]
 
 
 def why_changed(old: dict | None, new: dict, limit: int = 4) -> str:
