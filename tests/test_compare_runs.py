@@ -261,3 +261,12 @@ def test_frames_are_paired_by_name_and_other_ground_truth_is_refused(tmp_path):
     e = write_eval(tmp_path / "e", _records({"vid9": 0.6}, offset=90), {**run, "fold": 1})
     f = write_eval(tmp_path / "f", base, {**run, "fold": 0})
     assert compare(load_runs([f, e]), n_boot=0)["differences"] == []
+
+
+def test_two_frames_of_one_name_are_refused(tmp_path):
+    recs = _records({"vid0": 0.6})
+    recs[1] = {**recs[1], "name": recs[0]["name"]}
+    a = write_eval(tmp_path / "a", recs, {"enhance": "original", "momentum": 0.9, "study_model_id": 1,
+                                          "study_name": "", "fold": -1, "seed": 0})
+    with pytest.raises(FetalHeartError, match=r"two evaluated frames are named 'vid0_0\.png'"):
+        load_runs([a])

@@ -215,7 +215,8 @@ def _frames(rep: dict, path: Path, group_regex: re.Pattern | None) -> dict[str, 
         ap = [np.nan if v is None else float(v) for v in img.get("study_ap", [])]
         key = _frame_name(img)
         if key in out:
-            raise FetalHeartError(f"{path}: two evaluated frames are named {key!r}: frames are paired by name")
+            hint = "" if img.get("name") else " (an older report, named by base name: re-run tools/evaluate.py --overwrite)"
+            raise FetalHeartError(f"{path}: two evaluated frames are named {key!r}: frames are paired by name{hint}")
         out[key] = Frame(name, group, counts, float(np.mean(ap)) if ap else float("nan"), str(img.get("gt") or ""))
     return out
 
