@@ -40,23 +40,25 @@ def _coco_images(dataset_name: str) -> list[dict]:
         return json.load(f).get("images", [])
 
 
-def dataset_groups(dataset_name: str) -> dict:
-    """image id -> group (video/patient) from the dataset's COCO file: its ``group`` key, else the COCO
-    ``file_name`` without the frame index; {} when the dataset has no ``json_file``."""
-    return {im["id"]: (str(im["group"]), "coco") if im.get("group") not in (None, "") else
-            (default_group(str(im.get("file_name", im["id"]))), "file name") for im in _coco_images(dataset_name)}
+def dataset_index(dataset_name: str) -> tuple[dict, dict]:
+    """(image id -> (group, where it came from), image id -> name) from the dataset's COCO file, read once.
 
-
-def dataset_names(dataset_name: str) -> dict:
-    """image id -> the frame's ``file_name`` as its COCO file writes it (relative to the image folder): the
-    name compare_runs pairs frames by, the same wherever the dataset lies ({} without a ``json_file``:
-    ``image_data`` then falls back to the base name)."""
-    return {im["id"]: str(im["file_name"]) for im in _coco_images(dataset_name) if im.get("file_name")}
+    The group (video/patient) is the image's ``group`` key, else its ``file_name`` without the frame
+    index; the name is ``file_name`` as the COCO file writes it (relative to the image folder), which
+    compare_runs pairs frames by, the same wherever the dataset lies. Both {} without a ``json_file``
+    (``image_data`` then falls back to the base name)."""
+    groups, names = {}, {}
+    for im in _coco_images(dataset_name):
+        groups[im["id"]] = ((str(im["group"]), "coco") if im.get("group") not in (None, "") else
+                            (default_group(str(im.get("file_name", im["id"]))), "file name"))
+        if im.get("file_name"):
+            names[im["id"]] = str(im["file_name"])
+    return groups, names
 
 
 def record_group(record: dict, groups: dict) -> tuple[str, str]:
     """(group, where it came from) of a dataset dict: its own ``group`` key, the COCO file's (``groups``,
-    from ``dataset_groups``), else its file name without the frame index."""
+    from ``dataset_index``), else its file name without the frame index."""
     if record.get("group") not in (None, ""):
         return str(record["group"]), "coco"
     return groups.get(record["image_id"]) or (default_group(record.get("file_name", "")), "file name")
@@ -98,8 +100,7 @@ class SegmentationMetricsEvaluator(DatasetEvaluator):
     def _ground_truth(self) -> dict:
         if self._gt is None:
             self._gt = {d["image_id"]: d for d in DatasetCatalog.get(self.dataset_name)}
-            self._groups = dataset_groups(self.dataset_name)
-            self._names = dataset_names(self.dataset_name)
+            self._groups, self._names = dataset_index(self.dataset_name)
         return self._gt
 
     def reset(self) -> None:

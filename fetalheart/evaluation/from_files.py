@@ -29,7 +29,7 @@ import fetalheart._compat  # noqa: F401  (detectron2 shims before detectron2 is 
 from fetalheart.annotations.rle import area_bbox, segmentation_rle, to_json
 from fetalheart.evaluation.aggregate import flat_results, summarize_records
 from fetalheart.evaluation.coco_ap import coco_results_ap, load_coco
-from fetalheart.evaluation.evaluator import dataset_groups, dataset_names, record_group
+from fetalheart.evaluation.evaluator import dataset_index, record_group
 from fetalheart.evaluation.per_image import image_data, image_record
 from fetalheart.evaluation.report import REPORT_FILES, write_report
 from fetalheart.evaluation.settings import EvalSettings
@@ -227,7 +227,7 @@ def image_records(gt: GroundTruth, results: list[dict], settings: EvalSettings,
     for r in results:  # the file's order within an image (a model's: highest score first)
         if r["score"] >= cut:
             by_image.setdefault(r["image_id"], []).append(r)
-    groups, names = dataset_groups(gt.name), dataset_names(gt.name)
+    groups, names = dataset_index(gt.name)
     out = []
     for rec in gt.records:
         preds = by_image.get(rec["image_id"], [])

@@ -161,7 +161,8 @@ def image_record(img: ImageData, num_classes: int, settings: EvalSettings | None
     area_g = rle.areas(img.gt_rles)
     rec = {
         "image_id": img.image_id, "file_name": img.file_name, "group": img.group, "group_from": img.group_from,
-        "name": img.name, "gt": ground_truth_digest(img), "height": int(img.height), "width": int(img.width), "n_crowd": len(img.crowd_rles),
+        "name": img.name, "gt": ground_truth_digest(img),
+        "height": int(img.height), "width": int(img.width), "n_crowd": len(img.crowd_rles),
         "counts": counts,
         "n_gt": np.bincount(gc, minlength=num_classes)[:num_classes],
         "n_pred": np.bincount(pc[seg], minlength=num_classes)[:num_classes],
@@ -199,7 +200,8 @@ def compact_record(rec: dict) -> dict:
     cm = np.asarray(rec["confusion"])
     return {
         "image_id": rec["image_id"], "file_name": rec["file_name"], "name": rec.get("name", ""),
-        "gt": rec.get("gt", ""), "group": rec.get("group", ""), "group_from": rec.get("group_from", ""), "height": rec.get("height"), "width": rec.get("width"),
+        "gt": rec.get("gt", ""), "group": rec.get("group", ""), "group_from": rec.get("group_from", ""),
+        "height": rec.get("height"), "width": rec.get("width"),
         "n_crowd": int(rec.get("n_crowd", 0)), "num_classes": C,
         "classes": {str(c): [_num(v) for v in rows[c]] for c in used},
         "confusion": [[int(i), int(j), int(cm[i, j])] for i, j in zip(*np.nonzero(cm), strict=True)],
